@@ -1,0 +1,62 @@
+"""Pieces every agent file shares: the base config, network/train-state builders, binding."""
+import jax.numpy as jnp
+import ml_collections
+
+from lps_jax import networks, train_state
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Hyperparameters common to all agents (LPS paper / FQL OGBench values)."""
+  config = ml_collections.ConfigDict()
+  config.agent_name = ''
+  config.lr = 3e-4
+  config.max_grad_norm = 0.0          # 0 disables global-norm clipping
+  config.batch_size = 256
+  config.horizon = 5                  # action-chunk length h (1 = no chunking)
+  config.discount = 0.99
+  config.tau = 0.005                  # Polyak rate of the critic target
+  config.activation = 'gelu'
+  config.flow_hidden_dims = (512, 512, 512, 512)
+  config.flow_layer_norm = False
+  config.actor_hidden_dims = (512, 512, 512, 512)
+  config.critic_hidden_dims = (512, 512, 512, 512)
+  config.critic_layer_norm = True
+  config.num_critics = 2
+  config.q_agg = 'min'                # 'min' or 'mean' over the ensemble in the TD target
+  # MeanFlow time sampling and adaptive loss weighting.
+  config.time_mean = -0.4
+  config.time_std = 1.0
+  config.equal_time_fraction = 0.75   # fraction of the batch with r = t
+  config.adaptive_power = 0.5
+  return config
+
+
+def meanflow_kwargs(config) -> dict:
+  return dict(time_mean=config.time_mean, time_std=config.time_std,
+              equal_fraction=config.equal_time_fraction, adaptive_power=config.adaptive_power)
+
+
+def bind(state: train_state.TrainState, params=None):
+  """A state's network as a plain function of its inputs, with `params` (default: own)."""
+  params = state.params if params is None else params
+  return lambda *inputs: state.apply_fn(params, *inputs)
+
+
+def make_flow(config, observation_dim: int, action_dim: int, key) -> train_state.TrainState:
+  """Flow / MeanFlow network f(s, z, t, h) -> [B, D] with its optimiser."""
+  module = networks.FlowNet(tuple(config.flow_hidden_dims), action_dim, config.activation,
+                            config.flow_layer_norm)
+  zeros = lambda d: jnp.zeros((1, d))
+  params = module.init(key, zeros(observation_dim), zeros(action_dim), zeros(1), zeros(1))
+  return train_state.TrainState.create(
+      module.apply, params, train_state.make_optimizer(config.lr, config.max_grad_norm))
+
+
+def make_state_net(config, hidden_dims, observation_dim: int, output_dim: int, key,
+                   final_init_scale: float = 1.0) -> train_state.TrainState:
+  """A deterministic state -> [B, output_dim] MLP (actors, latent actors, V) with its optimiser."""
+  module = networks.StateMLP(tuple(hidden_dims), output_dim, config.activation,
+                             final_init_scale=final_init_scale)
+  params = module.init(key, jnp.zeros((1, observation_dim)))
+  return train_state.TrainState.create(
+      module.apply, params, train_state.make_optimizer(config.lr, config.max_grad_norm))

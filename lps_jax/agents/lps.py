@@ -1,0 +1,120 @@
+"""Latent Policy Steering (LPS): a MeanFlow base policy steered through its spherical latent.
+
+  pi_beta(s, z)  one-step MeanFlow decoder (x-prediction), trained only by behaviour cloning
+  l_phi(s)       latent actor, output projected onto the sphere of radius sqrt(D)
+  Q_k(s, a)      double-Q critic on flattened action chunks, Polyak target
+  policy         a = pi_beta(s, l_phi(s))
+
+One fused update minimises, with a single jax.grad over all parameters,
+  L = L_flow(beta) + L_critic(Q) + L_actor(phi),
+  L_actor = -mean Qbar(s, pi_beta(s, l_phi(s))) / stop_grad(mean |Qbar|),
+with explicit stop-gradients so that each loss reaches only its own parameters: the actor's
+gradient flows *through* pi_beta's input into phi, never into beta or the critic.
+"""
+from typing import Any, Dict
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lps_jax import critic as critic_lib
+from lps_jax import meanflow, train_state
+from lps_jax.agents import common
+
+
+class LPSAgent(flax.struct.PyTreeNode):
+  rng: jax.Array
+  flow: train_state.TrainState
+  latent_actor: train_state.TrainState
+  critic: train_state.TargetTrainState
+  hparams: Dict[str, jax.Array]        # vmappable scalars: tau
+  config: Any = flax.struct.field(pytree_node=False)
+
+  # ----------------------------------------------------------------- construction
+  @classmethod
+  def create(cls, seed: int, observation_dim: int, action_dim: int, config):
+    """action_dim is the flattened chunk size D = horizon * env action dim."""
+    key_flow, key_actor, key_critic, rng = jax.random.split(jax.random.PRNGKey(seed), 4)
+    return cls(
+        rng=rng,
+        flow=common.make_flow(config, observation_dim, action_dim, key_flow),
+        latent_actor=common.make_state_net(config, config.actor_hidden_dims, observation_dim,
+                                           action_dim, key_actor),
+        critic=critic_lib.make_critic(config, observation_dim, action_dim, key_critic),
+        hparams={'tau': jnp.float32(config.tau)},
+        config=config)
+
+  # ----------------------------------------------------------------- policy
+  def latents(self, observations, actor_params=None):
+    """l_phi(s) on the sphere: [B, O] -> [B, D]."""
+    return meanflow.project_to_sphere(self.latent_actor(observations, params=actor_params))
+
+  def policy_actions(self, observations, flow_params=None, actor_params=None):
+    """a = pi_beta(s, l_phi(s)): [B, O] -> [B, D]."""
+    x_pred = common.bind(self.flow, flow_params)
+    return meanflow.one_step_action(x_pred, observations, self.latents(observations, actor_params))
+
+  def sample_actions(self, observations, key=None):
+    """Deterministic LPS action [B, D] (key unused; kept for a common signature)."""
+    del key
+    return self.policy_actions(observations)
+
+  # ----------------------------------------------------------------- losses
+  def loss(self, params, batch, key):
+    """params {'flow', 'latent_actor', 'critic'}; batch as in lps_jax/data/dataset.py."""
+    cfg = self.config
+    batch_size = batch['observations'].shape[0]
+
+    flow_loss, info = meanflow.meanflow_loss(
+        common.bind(self.flow, params['flow']), batch['observations'], batch['actions'], key,
+        **common.meanflow_kwargs(cfg))
+
+    # One forward of l_phi and pi_beta over [s; s'] serves both the actor and the TD target.
+    # The base policy is frozen here (stop_gradient): it learns from the BC loss alone.
+    both_obs = jnp.concatenate([batch['observations'], batch['next_observations']], axis=0)
+    both_actions = self.policy_actions(both_obs, jax.lax.stop_gradient(params['flow']),
+                                       params['latent_actor'])
+    policy_actions = both_actions[:batch_size]
+    next_actions = jax.lax.stop_gradient(both_actions[batch_size:])
+
+    next_q = self.critic(batch['next_observations'], next_actions,
+                         params=self.critic.target_params)
+    target = critic_lib.td_target(batch['rewards'], batch['masks'], next_q,
+                                  cfg.discount ** cfg.horizon, cfg.q_agg)
+    critic_loss, critic_info = critic_lib.td_loss(
+        self.critic(batch['observations'], batch['actions'], params=params['critic']), target)
+
+    # Actor: the critic is frozen too; the gradient reaches phi through pi_beta's input.
+    q_policy = self.critic(batch['observations'], policy_actions,
+                           params=jax.lax.stop_gradient(params['critic'])).mean(axis=0)
+    actor_loss = critic_lib.normalized_q_objective(q_policy)
+
+    info.update(critic_info)
+    info.update({'actor/loss': actor_loss, 'actor/q': q_policy.mean(),
+                 'actor/action_abs': jnp.abs(policy_actions).mean()})
+    return flow_loss + critic_loss + actor_loss, info
+
+  # ----------------------------------------------------------------- update
+  def params(self):
+    return {'flow': self.flow.params, 'latent_actor': self.latent_actor.params,
+            'critic': self.critic.params}
+
+  def update(self, batch):
+    """One fused gradient step on all three networks -> (agent, info)."""
+    rng, key = jax.random.split(self.rng)
+    grads, info = jax.grad(self.loss, has_aux=True)(self.params(), batch, key)
+    return self.replace(
+        rng=rng,
+        flow=self.flow.apply_gradients(grads['flow']),
+        latent_actor=self.latent_actor.apply_gradients(grads['latent_actor']),
+        critic=self.critic.apply_gradients(grads['critic']).polyak_update(self.hparams['tau']),
+    ), info
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """LPS hyperparameters (paper values; OGBench sizes)."""
+  config = common.base_config()
+  config.agent_name = 'lps'
+  config.actor_hidden_dims = (256, 256)
+  return config

@@ -1,0 +1,34 @@
+"""The fused training step: sample on device, update, repeat K times under lax.scan.
+
+    agent, data --(split rng)--> batch = sample_batch(data, key)   # gather inside jit
+                --> agent.update(batch)                            # all losses, one grad
+                --> ... K times (lax.scan) --> (agent, mean metrics over the K steps)
+
+The agent (all train states, RNG, step counters) is donated: XLA reuses its buffers.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from lps_jax.data import dataset as dataset_lib
+
+
+def train_step(agent, data: dataset_lib.DeviceDataset):
+  """One minibatch + one update. Reads batch_size/horizon/discount from agent.config."""
+  cfg = agent.config
+  rng, batch_key = jax.random.split(agent.rng)
+  batch = dataset_lib.sample_batch(data, batch_key, cfg.batch_size, cfg.horizon, cfg.discount)
+  return agent.replace(rng=rng).update(batch)
+
+
+def train_steps(agent, data: dataset_lib.DeviceDataset, num_steps: int, step_fn=train_step):
+  """K = num_steps scanned updates -> (agent, metrics averaged over the K steps)."""
+  agent, infos = jax.lax.scan(lambda a, _: step_fn(a, data), agent, None, length=num_steps)
+  return agent, jax.tree.map(jnp.mean, infos)
+
+
+def make_train_fn(num_steps: int, step_fn=train_step):
+  """jit(train_steps) for a fixed K, donating the agent."""
+  return jax.jit(functools.partial(train_steps, num_steps=num_steps, step_fn=step_fn),
+                 donate_argnums=(0,))

@@ -1,0 +1,101 @@
+"""Network modules shared by every agent (Flax linen).
+
+Shapes: B = batch, O = observation dim, D = flattened action-chunk dim (h * action_dim),
+E = ensemble size.
+"""
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {'gelu': nn.gelu, 'relu': nn.relu, 'silu': nn.silu, 'tanh': jnp.tanh}
+
+
+def default_init(scale: float = 1.0):
+  return nn.initializers.variance_scaling(scale, 'fan_avg', 'uniform')
+
+
+class MLP(nn.Module):
+  """[..., in] -> [..., hidden_dims[-1]]; optional LayerNorm after each hidden layer."""
+  hidden_dims: Sequence[int]
+  activation: str = 'gelu'
+  layer_norm: bool = False
+  activate_final: bool = False
+  final_init_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    act: Callable = ACTIVATIONS[self.activation]
+    last = len(self.hidden_dims) - 1
+    for i, size in enumerate(self.hidden_dims):
+      is_final = i == last
+      scale = self.final_init_scale if is_final else 1.0
+      x = nn.Dense(size, kernel_init=default_init(scale))(x)
+      if not is_final or self.activate_final:
+        if self.layer_norm:
+          x = nn.LayerNorm()(x)
+        x = act(x)
+    return x
+
+
+class FlowNet(nn.Module):
+  """Velocity / x-prediction network f(s, z, t, t-r) -> [B, D].
+
+  `observations` [B, O], `z` [B, D], `t` [B, 1], `h` [B, 1] (= t - r; pass zeros for
+  plain flow matching, which ignores it).
+  """
+  hidden_dims: Sequence[int]
+  action_dim: int
+  activation: str = 'gelu'
+  layer_norm: bool = False
+
+  @nn.compact
+  def __call__(self, observations, z, t, h):
+    x = jnp.concatenate([observations, z, t, h], axis=-1)
+    return MLP((*self.hidden_dims, self.action_dim), self.activation, self.layer_norm)(x)
+
+
+class StateMLP(nn.Module):
+  """Deterministic head on the state: [B, O] -> [B, output_dim] (latent actor, actors, V)."""
+  hidden_dims: Sequence[int]
+  output_dim: int
+  activation: str = 'gelu'
+  layer_norm: bool = False
+  final_init_scale: float = 1.0
+
+  @nn.compact
+  def __call__(self, observations):
+    return MLP((*self.hidden_dims, self.output_dim), self.activation, self.layer_norm,
+               final_init_scale=self.final_init_scale)(observations)
+
+
+class Ensemble(nn.Module):
+  """E independent copies of an MLP over concat(inputs): -> [E, B, output_dim]."""
+  hidden_dims: Sequence[int]
+  output_dim: int = 1
+  num_members: int = 2
+  activation: str = 'gelu'
+  layer_norm: bool = True
+
+  @nn.compact
+  def __call__(self, *inputs):
+    x = jnp.concatenate(inputs, axis=-1)
+    members = nn.vmap(
+        MLP, variable_axes={'params': 0}, split_rngs={'params': True},
+        in_axes=None, out_axes=0, axis_size=self.num_members)
+    return members((*self.hidden_dims, self.output_dim), self.activation, self.layer_norm)(x)
+
+
+class QEnsemble(nn.Module):
+  """Q(s, a) ensemble: observations [B, O], actions [B, D] -> [E, B]."""
+  hidden_dims: Sequence[int]
+  num_members: int = 2
+  activation: str = 'gelu'
+  layer_norm: bool = True
+
+  @nn.compact
+  def __call__(self, observations, actions):
+    q = Ensemble(self.hidden_dims, 1, self.num_members, self.activation,
+                 self.layer_norm)(observations, actions)
+    return q[..., 0]

@@ -1,0 +1,49 @@
+"""Tasks: a dataset of transitions plus a way to evaluate a policy on it.
+
+A policy is `policy_fn(observations [B, O]) -> actions [B, D]` (numpy in, numpy out, D the
+flattened chunk), deterministic or carrying its own RNG.
+"""
+import dataclasses
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from lps_jax.data import toy
+
+TOY_TASK = 'toy-rings'
+
+
+@dataclasses.dataclass
+class Task:
+  name: str
+  transitions: Dict[str, np.ndarray]
+  observation_dim: int
+  action_dim: int                        # per env step; the agent acts on horizon * this
+  # (policy_fn, num_episodes, seed) -> metrics
+  evaluate: Callable[[Callable, int, int], Dict[str, float]]
+  # (policy_fn, path) -> writes a picture of the policy, or None
+  plot: Optional[Callable[[Callable, str], None]] = None
+
+
+def make_toy_task(num_samples: int = 10_000, seed: int = 0) -> Task:
+  transitions = toy.make_rings_transitions(num_samples, seed)
+
+  def policy_actions(policy_fn, num_samples):
+    return np.asarray(policy_fn(np.ones((num_samples, toy.OBSERVATION_DIM), np.float32)))
+
+  def evaluate(policy_fn, num_episodes, seed):
+    del seed
+    return toy.evaluate_actions(policy_actions(policy_fn, num_episodes), transitions['rewards'])
+
+  def plot(policy_fn, path):
+    toy.plot_actions(path, transitions['actions'], policy_actions(policy_fn, 256))
+
+  return Task(TOY_TASK, transitions, toy.OBSERVATION_DIM, toy.ACTION_DIM, evaluate, plot)
+
+
+def make_task(config) -> Task:
+  """The task named by config.task: 'toy-rings' or an OGBench single-task env name."""
+  if config.task == TOY_TASK:
+    return make_toy_task()
+  from lps_jax.data import ogbench_task  # pylint: disable=g-import-not-at-top
+  return ogbench_task.make_ogbench_task(config)

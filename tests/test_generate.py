@@ -1,0 +1,137 @@
+"""Generator tests (tiny: a few 60-step cube-single-play episodes, one short pointmaze episode)."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from lps_jax.data import generate as gen
+from lps_jax.data.ogbench_data import load_ogbench_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = 'cube-single-play-v0'
+STEPS = 60
+N_TRAIN, N_VAL = 2, 1
+
+warnings.filterwarnings('ignore')
+
+
+def _load(path):
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope='module')
+def gen_w1(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('w1'))
+    stats = gen.generate_dataset(NAME, N_TRAIN, out, seed=3, workers=1, steps_per_episode=STEPS,
+                                 val_episodes=N_VAL, progress=False)
+    return out, stats
+
+
+@pytest.fixture(scope='module')
+def gen_w2(tmp_path_factory):
+    """Same seed through the CLI with 2 worker processes."""
+    out = str(tmp_path_factory.mktemp('w2'))
+    cmd = [sys.executable, '-m', 'lps_jax.data.generate', f'--env={NAME}', f'--episodes={N_TRAIN}', f'--out={out}',
+           '--seed=3', '--workers=2', f'--steps_per_episode={STEPS}', f'--val_episodes={N_VAL}', '--no_progress']
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert 'transitions/s' in res.stdout
+    return out
+
+
+def test_official_format(gen_w1):
+    out, stats = gen_w1
+    train_path, val_path = gen.output_paths(NAME, out)
+    assert stats['train_path'] == train_path and stats['train_steps'] == N_TRAIN * STEPS
+    for path, n_eps in ((train_path, N_TRAIN), (val_path, N_VAL)):
+        d = _load(path)
+        # Keys and dtypes of OGBench's published files (generate_manipspace.py).
+        assert set(d) == {'observations', 'actions', 'terminals', 'qpos', 'qvel'}
+        assert d['observations'].dtype == np.float32 and d['actions'].dtype == np.float32
+        assert d['qpos'].dtype == np.float32 and d['qvel'].dtype == np.float32
+        assert d['terminals'].dtype == bool
+        n = n_eps * STEPS
+        assert d['observations'].shape == (n, 28) and d['actions'].shape == (n, 5)
+        assert d['qpos'].shape == (n, 21) and d['qvel'].shape == (n, 20)
+        # One terminal at the end of every episode, nowhere else.
+        assert np.array_equal(np.flatnonzero(d['terminals']), np.arange(STEPS - 1, n, STEPS))
+        assert np.abs(d['actions']).max() <= 1.0
+        assert np.isfinite(d['observations']).all()
+
+
+def test_qpos_is_state_of_same_row(gen_w1):
+    """qpos[i] is the simulator state of observations[i] (info['prev_qpos']), as in the official data."""
+    d = _load(gen.output_paths(NAME, gen_w1[0])[0])
+    block_xyz_from_obs = d['observations'][:, 19:22] / 10.0 + np.array([0.425, 0.0, 0.0])
+    np.testing.assert_allclose(block_xyz_from_obs, d['qpos'][:, 14:17], atol=1e-5)
+
+
+def test_moves_the_cube(gen_w1):
+    """The plan oracle actually manipulates the cube (not a no-op policy)."""
+    d = _load(gen.output_paths(NAME, gen_w1[0])[0])
+    assert np.abs(d['actions']).mean() > 0.01
+    assert np.ptp(d['observations'][:, 12:15], axis=0).max() > 0.1  # Effector moves.
+
+
+def test_deterministic_across_workers(gen_w1, gen_w2):
+    for a_path, b_path in zip(gen.output_paths(NAME, gen_w1[0]), gen.output_paths(NAME, gen_w2)):
+        a, b = _load(a_path), _load(b_path)
+        assert set(a) == set(b)
+        for k in a:
+            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def test_seed_changes_data():
+    eps0 = gen.generate_episodes(NAME, 1, seed=3, steps_per_episode=10, progress=False)
+    eps1 = gen.generate_episodes(NAME, 1, seed=4, steps_per_episode=10, progress=False)
+    assert not np.array_equal(eps0[0]['observations'], eps1[0]['observations'])
+    # Same (seed, index) -> same episode; episode seeds are a pure function of (seed, index).
+    again = gen.generate_episodes(NAME, 1, seed=3, steps_per_episode=10, progress=False)
+    assert np.array_equal(eps0[0]['actions'], again[0]['actions'])
+    assert gen.episode_seed(3, 0) != gen.episode_seed(3, 1) != gen.episode_seed(4, 0)
+
+
+def test_loader_reads_generated(gen_w1):
+    out = gen_w1[0]
+    ds = load_ogbench_file(gen.output_paths(NAME, out)[0], obs_dim=28, act_dim=5)
+    assert ds['observations'].shape == (N_TRAIN * (STEPS - 1), 28)
+    assert ds['terminals'].sum() == N_TRAIN
+
+
+def test_refuses_overwrite(gen_w1, capsys):
+    out = gen_w1[0]
+    train_path = gen.output_paths(NAME, out)[0]
+    before = os.stat(train_path).st_mtime_ns
+    rc = gen.main([f'--env={NAME}', '--episodes=1', f'--out={out}', '--workers=1', '--steps_per_episode=5'])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and train_path in err and '--overwrite' in err
+    assert os.stat(train_path).st_mtime_ns == before
+    with pytest.raises(gen.GenerateError):
+        gen.generate_dataset(NAME, 1, out, steps_per_episode=5, progress=False)
+
+
+def test_bad_names():
+    for bad in ('antmaze-large-navigate-v0', 'cube-single-v0', 'cube-single-stitch-v0'):
+        with pytest.raises(gen.GenerateError):
+            gen.parse_dataset_name(bad)
+    assert gen.parse_dataset_name('puzzle-4x4-noisy-v0') == ('puzzle-4x4-v0', 'noisy')
+    assert gen.default_settings('puzzle-4x4-v0', 'noisy')['p_random_action'] == 0.2
+
+
+def test_pointmaze_oracle(tmp_path):
+    name = 'pointmaze-medium-navigate-v0'
+    stats = gen.generate_dataset(name, 1, str(tmp_path), seed=0, workers=1, steps_per_episode=40, progress=False)
+    d = _load(stats['train_path'])
+    assert set(d) == {'observations', 'actions', 'terminals', 'qpos', 'qvel'}
+    assert d['observations'].shape == (40, 2) and d['actions'].shape == (40, 2)
+    assert np.abs(d['actions']).max() <= 1.0 and d['terminals'][-1] and d['terminals'].sum() == 1
+    # Noisy BFS follower: the agent drifts consistently (mean action norm well above pure noise's mean direction).
+    assert np.linalg.norm(d['actions'].mean(axis=0)) > 0.2 or np.ptp(d['observations'], axis=0).max() > 1.0
+    ds = load_ogbench_file(stats['train_path'], obs_dim=2, act_dim=2)
+    np.testing.assert_array_equal(ds['next_observations'], d['observations'][1:])
