@@ -6,11 +6,31 @@ own get_config(). Variants:
   test           a tiny config for the 1-step CLI test
   ogbench        the LPS paper's OGBench setting (4x512, batch 256, h=5, 1M steps)
   ogbench_small  the OGBench pipeline sized for a CPU (2x64 nets, batch 64)
+The OGBench variants take a domain and task: `ogbench,domain=scene,task=2`
+(domains: cube-single, cube-double, scene, puzzle-3x3, puzzle-4x4; scene/puzzle use sparse rewards).
 """
 import ml_collections
 
 VARIANTS = ('toy', 'test', 'ogbench', 'ogbench_small')
-DEFAULT_OGBENCH_TASK = 'cube-single-play-singletask-task1-v0'
+# OGBench manipulation domains -> sparse reward (FQL/LPS convention for scene and puzzle).
+OGBENCH_DOMAINS = {'cube-single': False, 'cube-double': False, 'scene': True,
+                   'puzzle-3x3': True, 'puzzle-4x4': True}
+
+
+def ogbench_task_name(domain: str, task: int) -> str:
+  return f'{domain}-play-singletask-task{task}-v0'
+
+
+def parse_variant(variant: str):
+  """'ogbench,domain=scene,task=2' -> ('ogbench', {'domain': 'scene', 'task': '2'})."""
+  name, *options = (variant or 'toy').split(',')
+  kwargs = {}
+  for option in options:
+    key, sep, value = option.partition('=')
+    if not sep or key not in ('domain', 'task'):
+      raise ValueError(f'bad variant option {option!r}; expected domain=... or task=...')
+    kwargs[key] = value
+  return name, kwargs
 
 
 def _set_sizes(agent, hidden: tuple, actor_hidden: tuple):
@@ -21,9 +41,12 @@ def _set_sizes(agent, hidden: tuple, actor_hidden: tuple):
 
 def make_run_config(agent: ml_collections.ConfigDict, variant: str = 'toy'):
   """The whole run config: loop, task and the agent's hyperparameters under .agent."""
-  variant = variant or 'toy'
+  variant, options = parse_variant(variant)
   if variant not in VARIANTS:
     raise ValueError(f'unknown config variant {variant!r}; choose from {VARIANTS}')
+  domain = options.get('domain', 'cube-single')
+  if domain not in OGBENCH_DOMAINS:
+    raise ValueError(f'unknown OGBench domain {domain!r}; choose from {sorted(OGBENCH_DOMAINS)}')
   config = ml_collections.ConfigDict()
   config.variant = variant
   config.task = 'toy-rings'
@@ -35,25 +58,36 @@ def make_run_config(agent: ml_collections.ConfigDict, variant: str = 'toy'):
   config.log_interval = 1_000
   config.eval_interval = 5_000
   config.eval_episodes = 256          # toy: sampled actions; OGBench: env episodes
+  config.checkpoint_interval = 2_500  # orbax checkpoint every N steps (0: only at the end)
+  config.checkpoint_max_to_keep = 3   # >= 2 lets a corrupted latest checkpoint fall back
   config.agent = agent
   if variant == 'toy':
+    # Small nets, large batch: the one-step MeanFlow decoder of the rings needs low-noise
+    # gradients more than capacity (measured: batch 1024 at lr 3e-4 beats 256 at 1e-3).
     agent.horizon = 1
-    _set_sizes(agent, (256, 256, 256), (128, 128))
+    agent.batch_size = 1024
+    _set_sizes(agent, (128, 128, 128), (64, 64))
+    agent.critic_hidden_dims = (128, 128)
+    config.num_steps = 20_000
+    config.steps_per_call = 500
   elif variant == 'test':
     agent.horizon = 1
     agent.batch_size = 16
     _set_sizes(agent, (16, 16), (16,))
     config.num_steps, config.steps_per_call = 4, 2
     config.log_interval, config.eval_interval, config.eval_episodes = 2, 4, 16
-  elif variant == 'ogbench':
-    config.task = DEFAULT_OGBENCH_TASK
+    config.checkpoint_interval = 2
+  if variant.startswith('ogbench'):
+    config.task = ogbench_task_name(domain, int(options.get('task', 1)))
+    config.sparse_reward = OGBENCH_DOMAINS[domain]
+  if variant == 'ogbench':
     config.num_steps = 1_000_000
     config.steps_per_call = 1_000
     config.log_interval = 5_000
     config.eval_interval = 100_000
     config.eval_episodes = 50
+    config.checkpoint_interval = 50_000
   elif variant == 'ogbench_small':
-    config.task = DEFAULT_OGBENCH_TASK
     agent.batch_size = 64
     _set_sizes(agent, (64, 64), (64, 64))
     config.num_steps = 5_000
@@ -61,6 +95,7 @@ def make_run_config(agent: ml_collections.ConfigDict, variant: str = 'toy'):
     config.log_interval = 500
     config.eval_interval = 2_500
     config.eval_episodes = 10
+    config.checkpoint_interval = 1_000
   return config
 
 
@@ -73,18 +108,161 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def validate(config) -> None:
-  """Range checks on the values every run uses; raises ConfigError."""
+def _flatten(d, prefix=''):
+  """{'a': {'b': 1}} -> {'a.b': 1} for dicts and ConfigDicts."""
+  out = {}
+  for key, value in d.items():
+    name = f'{prefix}{key}'
+    if hasattr(value, 'items'):
+      out.update(_flatten(value, name + '.'))
+    else:
+      out[name] = value
+  return out
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same_kind(value, reference) -> bool:
+  """Type check against the reference value (ints are accepted where floats are)."""
+  if reference is None or value is None:
+    return True
+  if isinstance(reference, bool):
+    return isinstance(value, bool)
+  if isinstance(reference, float):
+    return _is_number(value)
+  if isinstance(reference, int):
+    return isinstance(value, int) and not isinstance(value, bool)
+  if isinstance(reference, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(reference))
+
+
+def agent_module(name: str):
+  """The module registered for agent `name`; ConfigError if unknown or not importable."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from lps_jax import agents  # pylint: disable=g-import-not-at-top
+  if name not in agents.AGENT_MODULES:
+    raise ConfigError(f'config.agent.agent_name: unknown agent {name!r}; choose from '
+                      f'{sorted(agents.AGENT_MODULES)}')
+  module_name = agents.AGENT_MODULES[name][0]
+  try:
+    return importlib.import_module(module_name)
+  except ImportError as e:
+    raise ConfigError(f'config.agent.agent_name: agent {name!r} is registered but {module_name} '
+                      f'cannot be imported ({type(e).__name__}: {e})') from None
+
+
+def check_keys(config) -> None:
+  """Unknown, missing or wrong-typed keys, against the agent's own reference config."""
+  import difflib  # pylint: disable=g-import-not-at-top
+  module = agent_module(config.agent.agent_name)
+  if not hasattr(module, 'get_config'):
+    return
+  reference = _flatten(make_run_config(module.get_config(), config.get('variant', 'toy')))
+  given = _flatten(config)
+  for key, value in given.items():
+    if key not in reference:
+      close = difflib.get_close_matches(key, list(reference), n=1)
+      hint = f'; did you mean config.{close[0]}?' if close else ''
+      raise ConfigError(f'unknown config key config.{key}{hint}')
+    if not _same_kind(value, reference[key]):
+      raise ConfigError(f'config.{key} must be of type {type(reference[key]).__name__}, '
+                        f'got {value!r} ({type(value).__name__})')
+  missing = sorted(set(reference) - set(given))
+  if missing:
+    name = config.agent.agent_name
+    raise ConfigError(
+        f'config is missing keys {["config." + k for k in missing]} that agent {name!r} needs '
+        f'(use its own config file, experiments/configs/{name}.py, rather than overriding '
+        f'config.agent.agent_name; or the config file is out of date)')
+
+
+def check_task(config) -> None:
+  """toy-rings or a registered OGBench env name; the dataset directory must exist."""
+  import os  # pylint: disable=g-import-not-at-top
+  if config.task == 'toy-rings':
+    return
+  from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
+  hint = f"use 'toy-rings' or an OGBench name such as {ogbench_task_name('cube-single', 1)}"
+  try:
+    env_id, _, _ = ogbench_data.parse_env_name(config.task)
+  except ValueError:
+    raise ConfigError(f'config.task: unknown task {config.task!r}; {hint}') from None
+  import gymnasium  # pylint: disable=g-import-not-at-top
+  import ogbench  # pylint: disable=g-import-not-at-top,unused-import  (registers the envs)
+  if env_id not in gymnasium.registry:
+    raise ConfigError(f'config.task: unknown task {config.task!r} (no OGBench env {env_id!r}); '
+                      f'{hint}')
+  if not config.download:
+    directory = os.path.expanduser(config.dataset_dir or ogbench_data.DEFAULT_DATASET_DIR)
+    _require(os.path.isdir(directory),
+             f'config.dataset_dir: dataset directory {directory} does not exist (point '
+             f'--config.dataset_dir at the folder holding the .npz files, or set '
+             f'--config.download=True)')
+
+
+def validate(config, num_devices: int = None) -> None:
+  """Every check that can run before anything is built or written; raises ConfigError.
+
+  Keys (unknown / missing / wrong type), agent and task names, the dataset directory, value
+  ranges, and the batch size against `num_devices` (default: jax.device_count(); the batch is
+  split over the devices).
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  _require('agent' in config and 'agent_name' in config.agent,
+           'config.agent.agent_name is missing')
+  check_keys(config)
+  _require(config.variant in VARIANTS,
+           f'config.variant must be one of {VARIANTS}, got {config.variant!r}')
   agent = config.agent
-  _require(agent.lr > 0, f'config.agent.lr must be > 0, got {agent.lr}')
+
+  def positive_int(name, value, minimum=1):
+    _require(isinstance(value, int) and value >= minimum,
+             f'config.{name} must be an integer >= {minimum}, got {value!r}')
+
+  _require(math.isfinite(agent.lr) and agent.lr > 0, f'config.agent.lr must be > 0, got {agent.lr}')
   _require(0 < agent.tau <= 1, f'config.agent.tau must be in (0, 1], got {agent.tau}')
-  _require(0 <= agent.discount <= 1, f'config.agent.discount must be in [0, 1], got {agent.discount}')
-  _require(agent.horizon >= 1, f'config.agent.horizon must be >= 1, got {agent.horizon}')
-  _require(agent.batch_size >= 1, f'config.agent.batch_size must be >= 1, got {agent.batch_size}')
-  _require(agent.q_agg in ('min', 'mean'), f'config.agent.q_agg must be min or mean, got {agent.q_agg!r}')
-  _require(config.steps_per_call >= 1, f'config.steps_per_call must be >= 1, got {config.steps_per_call}')
-  _require(config.num_steps >= 1, f'config.num_steps must be >= 1, got {config.num_steps}')
-  for name in ('num_steps', 'log_interval', 'eval_interval'):
+  _require(0 <= agent.discount <= 1,
+           f'config.agent.discount must be in [0, 1], got {agent.discount}')
+  _require(agent.max_grad_norm >= 0,
+           f'config.agent.max_grad_norm must be >= 0 (0 disables clipping), got '
+           f'{agent.max_grad_norm}')
+  positive_int('agent.horizon', agent.horizon)
+  positive_int('agent.batch_size', agent.batch_size)
+  positive_int('agent.num_critics', agent.num_critics)
+  _require(agent.q_agg in ('min', 'mean'),
+           f'config.agent.q_agg must be min or mean, got {agent.q_agg!r}')
+  from lps_jax import networks  # pylint: disable=g-import-not-at-top
+  _require(agent.activation in networks.ACTIVATIONS,
+           f'config.agent.activation must be one of {sorted(networks.ACTIVATIONS)}, '
+           f'got {agent.activation!r}')
+  for name in ('flow_hidden_dims', 'actor_hidden_dims', 'critic_hidden_dims'):
+    dims = agent[name]
+    _require(len(dims) >= 1 and all(isinstance(d, int) and d >= 1 for d in dims),
+             f'config.agent.{name} must be a non-empty tuple of positive ints, got {dims!r}')
+  _require(agent.time_std > 0, f'config.agent.time_std must be > 0, got {agent.time_std}')
+  _require(0 <= agent.equal_time_fraction <= 1,
+           f'config.agent.equal_time_fraction must be in [0, 1], got {agent.equal_time_fraction}')
+
+  positive_int('steps_per_call', config.steps_per_call)
+  positive_int('num_steps', config.num_steps)
+  positive_int('eval_episodes', config.eval_episodes)
+  positive_int('checkpoint_max_to_keep', config.checkpoint_max_to_keep)
+  for name in ('num_steps', 'log_interval', 'eval_interval', 'checkpoint_interval'):
+    minimum = 0 if name == 'checkpoint_interval' else 1
+    positive_int(name, config[name], minimum)
     _require(config[name] % config.steps_per_call == 0,
              f'config.{name}={config[name]} must be a multiple of config.steps_per_call='
              f'{config.steps_per_call}')
+  if num_devices is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    num_devices = jax.device_count()
+  _require(agent.batch_size % num_devices == 0,
+           f'config.agent.batch_size={agent.batch_size} must be divisible by the number of '
+           f'devices ({num_devices})')
+  check_task(config)
+  module = agent_module(agent.agent_name)
+  if hasattr(module, 'validate_config'):   # agent-specific ranges (e.g. alpha >= 0)
+    module.validate_config(config.agent)

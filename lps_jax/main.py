@@ -2,21 +2,41 @@
 
 Config overrides: `--config.agent.lr=1e-4`, `--config.num_steps=2000`; variants:
 `--config=experiments/configs/lps.py:ogbench_small`.
+
+Run directories (lps_jax/rundir.py): a workdir that holds a run is only reused with
+  --resume     continue from its last checkpoint; bit-identical to an uninterrupted run. The
+               config and seed must be the same, except rundir.RESUMABLE_KEYS (num_steps, the
+               log/eval/checkpoint intervals, eval_episodes). Also fine on an empty or new
+               workdir (starts from step 0), so a preemptible job can always pass it.
+  --overwrite  move the old run to <workdir>.old-<timestamp> and start afresh.
+
+Exit codes:
+  0   done (workdir/final.json written)
+  2   bad input (flags, config, task, dataset, workdir): one line on stderr; nothing written
+  3   a loss became NaN/Inf: the message names the last good checkpoint
+  75  preempted (SIGTERM): a checkpoint was saved at the next step boundary; rerun with --resume
 """
-import json
 import os
+import signal
 import sys
 import time
 
 from absl import app, flags
+from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 import tqdm
 
-from lps_jax import agents, config_lib, engine, metrics_log, tasks
+from lps_jax import agents, checkpoint, config_lib, engine, metrics_log, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
+from lps_jax.data import ogbench_data
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75           # sysexits EX_TEMPFAIL: "try again later"
+FAULT_ENV = 'LPS_JAX_FAULT_AT_STEP'   # tests only: 'STEP:KILL' or 'STEP:TERM'
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'experiments/configs/lps.py', 'Run config file.',
@@ -27,10 +47,31 @@ flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.')
 flags.DEFINE_integer('log_interval', None, 'Override config.log_interval.')
 flags.DEFINE_integer('eval_interval', None, 'Override config.eval_interval.')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+flags.DEFINE_bool('resume', False, 'Continue the run in --workdir from its last checkpoint.')
+flags.DEFINE_bool('overwrite', False, 'Move an existing run in --workdir aside and start afresh.')
+flags.DEFINE_bool('tensorboard', True, 'Write TensorBoard event files to workdir/tensorboard.')
+flags.DEFINE_bool('wandb', False, 'Log to Weights & Biases (needs `pip install wandb`).')
+flags.DEFINE_string('wandb_project', 'lps_jax', 'Weights & Biases project.')
+
+RUN_FLAGS = ('workdir', 'seed', 'num_steps', 'log_interval', 'eval_interval', 'progress', 'resume',
+             'overwrite', 'tensorboard', 'wandb', 'wandb_project')
 
 
 class UsageError(Exception):
   """Bad input from the command line: reported as one line, exit code 2."""
+
+
+class Diverged(RuntimeError):
+  """A NaN/Inf loss; training stopped without checkpointing the bad state."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM received; a checkpoint of the current step was saved."""
+
+
+USAGE_ERRORS = (UsageError, config_lib.ConfigError, rundir.RunDirError, dataset_lib.DatasetError,
+                ogbench_data.DatasetError, metrics_log.MissingDependencyError,
+                checkpoint.CheckpointError)
 
 
 def build(config, seed: int):
@@ -41,6 +82,11 @@ def build(config, seed: int):
   agent = agent_cls.create(seed, task.observation_dim, chunk_dim, config.agent)
   data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
   return task, agent, data
+
+
+def make_train_fn(config):
+  """The fused update (K = steps_per_call scanned steps): the one place the loop builds it."""
+  return engine.make_train_fn(config.steps_per_call)
 
 
 def make_policy_fn(agent, seed: int):
@@ -64,58 +110,215 @@ def evaluate(task, agent, config, seed, step, logger, workdir):
   return metrics
 
 
-def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = False):
-  """The training loop. Returns (agent, last train metrics, last eval metrics)."""
-  config_lib.validate(config)
-  task, agent, data = build(config, seed)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump({'config': config.to_dict(), 'seed': seed}, f, indent=2, default=str)
-  logger = metrics_log.MetricsLogger(workdir)
-  train_fn = engine.make_train_fn(config.steps_per_call)
+class StopSignal:
+  """Context manager: SIGTERM sets `requested` instead of killing the process."""
 
-  step, train_metrics, eval_metrics = 0, {}, {}
-  bar = tqdm.tqdm(total=config.num_steps, disable=not progress, unit='step', dynamic_ncols=True)
+  def __init__(self, signum=signal.SIGTERM):
+    self.signum, self.requested, self._previous = signum, False, None
+
+  def _handler(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(self.signum, self._handler)
+    except ValueError:      # not the main thread: leave the default behaviour
+      self._previous = None
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(self.signum, self._previous)
+
+
+def _inject_fault(step: int) -> None:
+  """Tests only: deliver a real signal to this process at a step boundary."""
+  spec = os.environ.get(FAULT_ENV)
+  if spec:
+    at, name = spec.split(':')
+    if int(at) == step:
+      os.kill(os.getpid(), getattr(signal, f'SIG{name}'))
+
+
+def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = False, *,
+                       resume: bool = False, overwrite: bool = False, tensorboard: bool = True,
+                       wandb: bool = False, wandb_project: str = 'lps_jax', flags_record=None):
+  """The training loop. Returns (agent, last train metrics, last eval metrics).
+
+  Everything is validated before the workdir is touched. Raises UsageError / ConfigError /
+  RunDirError / DatasetError on bad input, Diverged on a NaN/Inf loss, Preempted on SIGTERM
+  (after checkpointing).
+  """
+  start_time = time.time()
+  config_lib.validate(config)
+  if seed < 0:
+    raise UsageError(f'--seed must be >= 0, got {seed}')
+  run = rundir.check(workdir, config, seed, resume=resume, overwrite=overwrite)
+  checkpoint_dir = os.path.join(run.path, checkpoint.CHECKPOINT_DIR)
+  on_disk = checkpoint.latest_step_on_disk(checkpoint_dir) if run.resuming else None
+  if on_disk is not None and on_disk > config.num_steps:
+    raise UsageError(f'the last checkpoint (step {on_disk}) is beyond config.num_steps='
+                     f'{config.num_steps}; pass --num_steps >= {on_disk}')
+  if wandb:
+    metrics_log.check_wandb()
+  task, agent, data = build(config, seed)
+  # ---- nothing above writes to disk ----
+  rundir.prepare(run, config, seed, flags_record)
+  workdir = run.path
+  ckpt = checkpoint.Checkpointer(checkpoint_dir, max_to_keep=config.checkpoint_max_to_keep)
+  logger = None
+  with StopSignal() as stop:          # from here on SIGTERM means: checkpoint, then exit 75
+    try:
+      step = 0
+      if run.resuming:
+        agent, restored = ckpt.restore(agent)
+        step = restored or 0
+      wandb_run = (metrics_log.init_wandb(workdir, config.to_dict(), wandb_project)
+                   if wandb else None)
+      logger = metrics_log.MetricsLogger(workdir, resume_step=step if run.resuming else None,
+                                         tensorboard=tensorboard, wandb_run=wandb_run)
+      if run.resuming:
+        print(f'resuming {workdir} from step {step}'
+              + (f' (dropped {logger.dropped_rows} metric rows logged after it)'
+                 if logger.dropped_rows else ''), file=sys.stderr)
+      agent, train_metrics, eval_metrics = _train_loop(
+          config, seed, progress, task, agent, data, ckpt, logger, step, workdir, stop)
+      ckpt.wait()
+      rundir.write_json(os.path.join(workdir, rundir.FINAL_FILE), {
+          'step': config.num_steps, 'train': train_metrics, 'eval': eval_metrics,
+          'checkpoint': ckpt.path(ckpt.latest_step()), 'seconds': time.time() - start_time})
+      return agent, train_metrics, eval_metrics
+    finally:
+      ckpt.close()
+      if logger is not None:
+        logger.close()
+
+
+def _train_loop(config, seed, progress, task, agent, data, ckpt, logger, step, workdir, stop):
+  train_fn = make_train_fn(config)
+  k = config.steps_per_call
+  due = lambda interval: step % interval == 0 or step >= config.num_steps
+  train_metrics = logger.last_row('train')
+  eval_metrics = logger.last_row('eval')
+  if step and due(config.eval_interval) and not logger.has_row('eval', step):
+    eval_metrics = evaluate(task, agent, config, seed, step, logger, workdir)  # killed mid-eval
+  bar = tqdm.tqdm(total=config.num_steps, initial=step, disable=not progress, unit='step',
+                  dynamic_ncols=True)
   window_start, window_steps = time.perf_counter(), 0
+  if stop.requested:             # SIGTERM while starting up: nothing new to save
+    last = ckpt.latest_step()
+    raise Preempted(f'SIGTERM before training resumed (step {step}); '
+                    + (f'last checkpoint {ckpt.path(last)}; ' if last is not None else '')
+                    + 'rerun the same command with --resume to continue')
   while step < config.num_steps:
-    agent, train_metrics = train_fn(agent, data)
-    step += config.steps_per_call
-    window_steps += config.steps_per_call
-    bar.update(config.steps_per_call)
-    if step % config.log_interval == 0 or step >= config.num_steps:
-      train_metrics = metrics_log.to_floats(train_metrics)
+    agent, device_metrics = train_fn(agent, data)
+    step += k
+    window_steps += k
+    _inject_fault(step)
+    metrics = metrics_log.to_floats(jax.device_get(device_metrics))
+    bad = metrics_log.first_nonfinite(metrics)
+    if bad is not None:
+      ckpt.wait()
+      last = ckpt.latest_step()
+      where = (f'last good checkpoint: {ckpt.path(last)} (step {last})' if last is not None
+               else 'no checkpoint was saved yet')
+      raise Diverged(f'{bad[0]} = {bad[1]} in the {k} updates ending at step {step}; training '
+                     f'stopped; {where}')
+    bar.update(k)
+    if due(config.log_interval):
       elapsed = time.perf_counter() - window_start
-      train_metrics['steps_per_second'] = window_steps / max(elapsed, 1e-9)
+      metrics['steps_per_second'] = window_steps / max(elapsed, 1e-9)
       window_start, window_steps = time.perf_counter(), 0
-      logger.write('train', step, train_metrics)
-      bar.set_postfix({'sps': f"{train_metrics['steps_per_second']:.0f}",
-                       'critic': f"{train_metrics['critic/loss']:.3g}"})
-    if step % config.eval_interval == 0 or step >= config.num_steps:
+      train_metrics = metrics
+      logger.write('train', step, metrics)
+      bar.set_postfix({'sps': f"{metrics['steps_per_second']:.0f}",
+                       'critic': f"{metrics.get('critic/loss', float('nan')):.3g}"})
+    interval = config.checkpoint_interval
+    if (interval and step % interval == 0) or step >= config.num_steps or stop.requested:
+      ckpt.save(step, agent)
+    if stop.requested:
+      ckpt.wait()
+      logger.flush()
+      raise Preempted(f'SIGTERM at step {step}: saved checkpoint {ckpt.path(step)}; rerun the '
+                      f'same command with --resume to continue')
+    if due(config.eval_interval):
       eval_metrics = evaluate(task, agent, config, seed, step, logger, workdir)
-      bar.write(f'step {step}: ' + ', '.join(f'{k}={v:.3f}' for k, v in eval_metrics.items()))
+      bar.write(f'step {step}: '
+                + ', '.join(f'{name}={v:.3f}' for name, v in eval_metrics.items()))
+  ckpt.save(step, agent)       # no-op unless the loop did not run (already complete)
   bar.close()
-  logger.close()
   return agent, train_metrics, eval_metrics
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = FLAGS.config
-  with config.unlocked():
-    for name in ('num_steps', 'log_interval', 'eval_interval'):
-      if getattr(FLAGS, name) is not None:
-        config[name] = getattr(FLAGS, name)
+# ---------------------------------------------------------------------------------- CLI
+def one_line(error) -> str:
+  """An exception as one line: multi-line messages (tracebacks) keep their last line."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  if not lines:
+    return type(error).__name__
+  if len(lines) > 1 and any(line.startswith('Traceback') for line in lines):
+    return lines[-1]
+  return ' '.join(lines)
+
+
+def fail(error, code: int = EXIT_USAGE, prefix: str = 'error'):
+  print(f'{prefix}: {one_line(error)}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _unknown_config_key(error, argv) -> str:
+  """ConfigDict's KeyError/AttributeError for --config.a.b=... as 'unknown config key ...'."""
+  inner = error.args[0] if error.args else error
+  text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
+  lines = str(text).splitlines() or ['']
+  key = lines[0].strip('\'"')
+  hint = ' '.join(line.strip() for line in lines[1:])
+  given = [a.split('=')[0] for a in argv[1:]
+           if a.startswith('--config.') and a.split('=')[0].split('.')[-1] == key]
+  if not given:
+    return f'bad --config: {one_line(text)}'
+  return f'unknown config key {given[0]}' + (f' ({hint})' if hint else '')
+
+
+def parse_flags(argv):
+  """absl flag parsing with every error (incl. config_flags' own) as one line, exit 2."""
   try:
-    if not FLAGS.workdir:
-      raise UsageError('--workdir is required')
-    if os.path.exists(os.path.join(FLAGS.workdir, 'config.json')):
-      raise UsageError(f'workdir {FLAGS.workdir} already holds a run; choose another --workdir')
-    train_and_evaluate(config, FLAGS.workdir, FLAGS.seed, FLAGS.progress)
-  except (UsageError, config_lib.ConfigError, dataset_lib.DatasetError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    return FLAGS(argv)
+  except (KeyError, AttributeError) as e:   # config_flags: a --config.<key> that does not exist
+    fail(_unknown_config_key(e, argv))
+  except Exception as e:  # pylint: disable=broad-except  (flags.Error, config file errors)
+    fail(e)
+
+
+def main(argv):
+  absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (e.g. jax's TPU probe)
+  if len(argv) > 1:
+    fail(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  try:
+    config.keys()                        # config_flags defers config-file errors to first use
+  except Exception as e:  # pylint: disable=broad-except
+    last = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    fail(f'cannot load --config={FLAGS["config"].config_filename}: {last[-1]}')
+  try:
+    with config.unlocked():
+      for name in ('num_steps', 'log_interval', 'eval_interval'):
+        if getattr(FLAGS, name) is not None:
+          config[name] = getattr(FLAGS, name)
+    flags_record = {name: getattr(FLAGS, name) for name in RUN_FLAGS}
+    flags_record['config_file'] = FLAGS['config'].config_filename
+    train_and_evaluate(config, FLAGS.workdir, FLAGS.seed, FLAGS.progress, resume=FLAGS.resume,
+                       overwrite=FLAGS.overwrite, tensorboard=FLAGS.tensorboard,
+                       wandb=FLAGS.wandb, wandb_project=FLAGS.wandb_project,
+                       flags_record=flags_record)
+  except USAGE_ERRORS as e:
+    fail(e, EXIT_USAGE)
+  except Diverged as e:
+    fail(e, EXIT_DIVERGED)
+  except Preempted as e:
+    fail(e, EXIT_PREEMPTED, prefix='preempted')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,4 +1,5 @@
 """Pieces every agent file shares: the base config, network/train-state builders, binding."""
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -60,3 +61,13 @@ def make_state_net(config, hidden_dims, observation_dim: int, output_dim: int, k
   params = module.init(key, jnp.zeros((1, observation_dim)))
   return train_state.TrainState.create(
       module.apply, params, train_state.make_optimizer(config.lr, config.max_grad_norm))
+
+
+def select_tree(pred, on_true, on_false):
+  """Leafwise jnp.where(pred, on_true, on_false) over two pytrees of one structure.
+
+  Used for exact freezing / delayed updates inside a fused update: the unselected branch's
+  params *and* optimiser state are kept bit-identical (zero gradients are not enough: Adam's
+  momentum would still move the params).
+  """
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -14,6 +14,10 @@ A sampled batch (B rows, horizon h, D = h * A):
   rewards      [B]           sum_k gamma^k alive_k r_{t+k}, alive_k = prod_{j<k} masks_{t+j}
   masks        [B]           prod_k masks_{t+k}: may y bootstrap from s_{t+h}?
   next_observations [B, O]   s_{t+h}
+  next_actions [B, D]        a_{t+h} .. a_{t+2h-1} (ReBRAC's a'); row indices clipped to the
+                             dataset, and near an episode's end they may cross into the next
+                             episode (as in FQL's reference); only meaningful where masks = 1.
+                             Unused keys cost nothing: XLA drops the gather inside jit.
 """
 from typing import Dict
 
@@ -97,4 +101,6 @@ def sample_batch(data: DeviceDataset, key: jax.Array, batch_size: int, horizon: 
       'rewards': jnp.sum(discounts * alive * data.rewards[rows], axis=1),
       'masks': jnp.prod(step_masks, axis=1),
       'next_observations': data.next_observations[rows[:, -1]],
+      'next_actions': data.actions[jnp.minimum(rows + horizon, data.size - 1)].reshape(
+          batch_size, -1),
   }

@@ -25,12 +25,14 @@ import zipfile
 
 import numpy as np
 
+from lps_jax.data import dataset as dataset_lib
+
 DEFAULT_DATASET_DIR = '~/.ogbench/data'
 ACTION_TOL = 1e-4
 BASE_KEYS = ('observations', 'actions', 'terminals')
 
 
-class DatasetError(ValueError):
+class DatasetError(dataset_lib.DatasetError):
     """A missing or malformed dataset file. The message is one line and names the file."""
 
     def __init__(self, path, problem=None):

@@ -1,0 +1,333 @@
+"""Alpha-sensitivity study (LPS paper, Fig. 2): behaviour-regularised agents vs alpha-free LPS.
+
+Sweeps the regularisation weight alpha over a log grid for FQL (distillation weight, hparams
+'alpha') and ReBRAC (actor BC weight alpha1, hparams 'alpha_actor'; alpha2 stays at its config
+value -- on the toy bandit masks = 0, so the critic penalty never acts), and runs LPS and DSRL
+once per seed (no alpha). Every run trains with the core engine (engine.make_train_fn: one
+jit(lax.scan) of `steps_per_call` fused updates), then evaluates the final policy.
+
+Toy task (default):
+  python experiments/alpha_sensitivity.py --workdir=/tmp/alpha --alphas=0.1,1,10,100,1000 \
+      --num_steps=3000 --seeds=0,1
+OGBench (datasets must exist under dataset_dir):
+  python experiments/alpha_sensitivity.py --workdir=/tmp/alpha_og \
+      --config=experiments/configs/fql.py:ogbench_small --config.dataset_dir=~/.ogbench/data
+The run-level settings of --config (task, dataset, batch size, horizon, network sizes, lr,
+discount, eval episodes) are applied to every agent; each agent keeps its own other
+hyperparameters.
+
+Writes to --workdir:
+  results.csv       agent, alpha, seed, <eval metrics: reward/success, out_of_support, ...>
+  reward_vs_alpha.png   metric vs alpha (log x), LPS/DSRL as flat reference lines
+  actions_grid.png  (toy) action scatters per agent x alpha, like the LPS paper's Fig. 2
+  summary.json      per (agent, alpha) means over seeds
+"""
+import csv
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+from lps_jax import agents, config_lib, engine, tasks
+from lps_jax.agents import dsrl, fql, lps, rebrac
+from lps_jax.data import dataset as dataset_lib
+from lps_jax.data import toy
+
+AGENT_MODULES = {'fql': fql, 'rebrac': rebrac, 'lps': lps, 'dsrl': dsrl}
+# The hparams entry each alpha-swept agent's alpha is written to (others have no alpha).
+ALPHA_HPARAM = {'fql': 'alpha', 'rebrac': 'alpha_actor'}
+# Run-level agent keys copied from --config onto every agent of the study.
+SHARED_AGENT_KEYS = ('batch_size', 'horizon', 'discount', 'lr', 'flow_hidden_dims',
+                     'critic_hidden_dims', 'actor_hidden_dims')
+SHARED_RUN_KEYS = ('task', 'dataset_dir', 'download', 'sparse_reward', 'eval_episodes')
+DEFAULT_ALPHAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Output folder (CSV, plots, JSON).')
+flags.DEFINE_list('alphas', [str(a) for a in DEFAULT_ALPHAS], 'Alpha grid (comma-separated).')
+flags.DEFINE_integer('num_steps', 3000, 'Training steps per run.')
+flags.DEFINE_integer('steps_per_call', 500, 'Fused updates per jit call (divides num_steps).')
+flags.DEFINE_enum('task', 'toy', ['toy', 'ogbench'],
+                  'toy: the two-rings bandit; ogbench: the task of --config (default '
+                  'experiments/configs/fql.py:ogbench_small).')
+flags.DEFINE_list('seeds', ['0'], 'Seeds (comma-separated).')
+flags.DEFINE_list('agents', ['fql', 'rebrac', 'lps', 'dsrl'], 'Agents to run.')
+flags.DEFINE_list('hidden_dims', [], 'Override every network\'s hidden sizes, e.g. 128,128.')
+flags.DEFINE_integer('batch_size', None, 'Override every agent\'s batch size.')
+flags.DEFINE_integer('eval_episodes', None, 'Override the evaluation episodes / toy samples.')
+config_flags.DEFINE_config_file('config', None, 'Optional run config whose task and sizes are '
+                                'used for every agent (implies --task=ogbench if not toy).',
+                                lock_config=False)
+
+
+# --------------------------------------------------------------------------- configs
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OGBENCH_CONFIG = os.path.join(REPO, 'experiments', 'configs', 'fql.py') + ':ogbench_small'
+
+
+def load_config_file(spec: str):
+  """'path/to/config.py[:variant]' -> get_config(variant), like config_flags does."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, variant = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('study_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def agent_run_config(name: str, base=None, variant: str = 'toy', hidden_dims: Sequence[int] = (),
+                     batch_size: Optional[int] = None):
+  """Run config for agent `name`: its own defaults, the run-level settings of `base` on top."""
+  config = config_lib.make_run_config(AGENT_MODULES[name].get_config(), variant)
+  if base is not None:
+    for key in SHARED_RUN_KEYS:
+      if key in base:
+        config[key] = base[key]
+    for key in SHARED_AGENT_KEYS:
+      if key in base.agent:
+        config.agent[key] = base.agent[key]
+  if hidden_dims:
+    for key in ('flow_hidden_dims', 'critic_hidden_dims', 'actor_hidden_dims'):
+      config.agent[key] = tuple(hidden_dims)
+  if batch_size:
+    config.agent.batch_size = batch_size
+  return config
+
+
+# --------------------------------------------------------------------------- training
+class AgentRunner:
+  """Creates, trains and evaluates one agent type; compiles its fused update only once.
+
+  `create` is jitted: every agent it returns carries the same static parts (optimiser and
+  apply closures), so the train fn compiled for the first (alpha, seed) serves all others.
+  """
+
+  def __init__(self, name: str, config, task: tasks.Task, data: dataset_lib.DeviceDataset,
+               steps_per_call: int):
+    self.name, self.config, self.task, self.data = name, config, task, data
+    agent_cls = agents.get_agent_class(name)
+    chunk_dim = config.agent.horizon * task.action_dim
+    self._create = jax.jit(
+        lambda seed: agent_cls.create(seed, task.observation_dim, chunk_dim, config.agent))
+    self.train_fn = engine.make_train_fn(steps_per_call)
+    self.steps_per_call = steps_per_call
+    self.sample_fn = jax.jit(lambda agent, obs, key: agent.sample_actions(obs, key))
+
+  def fresh(self, seed: int, alpha: Optional[float] = None):
+    agent = self._create(seed)
+    if alpha is not None:
+      agent = agent.replace(hparams={**agent.hparams,
+                                     ALPHA_HPARAM[self.name]: jnp.float32(alpha)})
+    return agent
+
+  def train(self, agent, num_steps: int):
+    if num_steps % self.steps_per_call:
+      raise ValueError(f'num_steps={num_steps} is not a multiple of steps_per_call='
+                       f'{self.steps_per_call}')
+    info = {}
+    for _ in range(num_steps // self.steps_per_call):
+      agent, info = self.train_fn(agent, self.data)
+    return agent, {k: float(v) for k, v in info.items()}
+
+  def policy_fn(self, agent, seed: int):
+    key = [jax.random.PRNGKey(seed + 1_000_003)]
+
+    def policy(observations):
+      key[0], sub = jax.random.split(key[0])
+      return np.asarray(self.sample_fn(agent, jnp.asarray(observations, jnp.float32), sub))
+
+    return policy
+
+
+def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequence[int],
+              agent_names: Sequence[str], num_steps: int, steps_per_call: int = 500,
+              hidden_dims: Sequence[int] = (), eval_episodes: Optional[int] = None,
+              variant: str = 'toy', batch_size: Optional[int] = None, log=print) -> List[Dict]:
+  """Train every (agent, alpha, seed); write CSV / JSON / plots; return the result rows."""
+  os.makedirs(workdir, exist_ok=True)
+  configs = {n: agent_run_config(n, base_config, variant, hidden_dims, batch_size)
+             for n in agent_names}
+  first = configs[agent_names[0]]
+  if eval_episodes:
+    for c in configs.values():
+      c.eval_episodes = eval_episodes
+  for c in configs.values():
+    c.num_steps, c.steps_per_call = num_steps, steps_per_call
+    c.log_interval = c.eval_interval = num_steps
+    config_lib.validate(c)
+  task = tasks.make_task(first)
+  is_toy = task.name == tasks.TOY_TASK
+  data_by_horizon = {}
+  rows, scatters = [], {}
+  with open(os.path.join(workdir, 'study_config.json'), 'w') as f:
+    json.dump({'alphas': list(alphas), 'seeds': list(seeds), 'agents': list(agent_names),
+               'num_steps': num_steps, 'configs': {n: c.to_dict() for n, c in configs.items()}},
+              f, indent=2, default=str)
+  for name in agent_names:
+    config = configs[name]
+    horizon = config.agent.horizon
+    if horizon not in data_by_horizon:
+      data_by_horizon[horizon] = dataset_lib.to_device(task.transitions, horizon, source=task.name)
+    runner = AgentRunner(name, config, task, data_by_horizon[horizon], steps_per_call)
+    for alpha in (alphas if name in ALPHA_HPARAM else [None]):
+      for seed in seeds:
+        start = time.perf_counter()
+        agent, train_info = runner.train(runner.fresh(seed, alpha), num_steps)
+        policy = runner.policy_fn(agent, seed)
+        metrics = task.evaluate(policy, config.eval_episodes, seed)
+        row = {'agent': name, 'alpha': '' if alpha is None else alpha, 'seed': seed,
+               **{k: float(v) for k, v in metrics.items()},
+               'critic_loss': train_info.get('critic/loss', float('nan')),
+               'seconds': time.perf_counter() - start}
+        rows.append(row)
+        log(f'{name:7s} alpha={row["alpha"]!s:7s} seed={seed} ' + ' '.join(
+            f'{k}={v:.3f}' for k, v in metrics.items()) + f' ({row["seconds"]:.1f}s)')
+        if is_toy and seed == seeds[0]:
+          obs = np.ones((256, task.observation_dim), np.float32)
+          scatters[(name, alpha)] = np.asarray(policy(obs))[:, :task.action_dim]
+  write_csv(os.path.join(workdir, 'results.csv'), rows)
+  summary = summarize(rows)
+  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  plot_metric_vs_alpha(os.path.join(workdir, 'reward_vs_alpha.png'), summary,
+                       dataset_reward=float(task.transitions['rewards'].mean()) if is_toy else None)
+  if is_toy:
+    plot_action_grid(os.path.join(workdir, 'actions_grid.png'), task.transitions['actions'],
+                     scatters, alphas, rows)
+  return rows
+
+
+# --------------------------------------------------------------------------- outputs
+def write_csv(path: str, rows: List[Dict]) -> None:
+  columns = []
+  for row in rows:
+    columns += [k for k in row if k not in columns]
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def main_metric(keys) -> str:
+  for name in ('reward', 'success', 'return'):
+    if name in keys:
+      return name
+  raise ValueError(f'no reward/success metric among {sorted(keys)}')
+
+
+def summarize(rows: List[Dict]) -> Dict:
+  """{'metric': name, 'entries': [{agent, alpha, n, <metric>_mean/_std, ...}]}."""
+  metric = main_metric(rows[0])
+  extra = [k for k in ('out_of_support', 'on_arc') if k in rows[0]]
+  groups = {}
+  for row in rows:
+    groups.setdefault((row['agent'], row['alpha']), []).append(row)
+  entries = []
+  for (agent, alpha), group in groups.items():
+    entry = {'agent': agent, 'alpha': alpha, 'n': len(group)}
+    for key in (metric, *extra):
+      values = np.array([r[key] for r in group])
+      entry[f'{key}_mean'], entry[f'{key}_std'] = float(values.mean()), float(values.std())
+    entries.append(entry)
+  return {'metric': metric, 'entries': entries}
+
+
+def plot_metric_vs_alpha(path: str, summary: Dict, dataset_reward: Optional[float] = None):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  metric = summary['metric']
+  entries = summary['entries']
+  has_oos = any('out_of_support_mean' in e for e in entries)
+  fig, axes = plt.subplots(1, 2 if has_oos else 1, figsize=(10 if has_oos else 5, 3.8),
+                           squeeze=False)
+  colors = {'fql': 'tab:blue', 'rebrac': 'tab:orange', 'lps': 'tab:red', 'dsrl': 'tab:green'}
+  keys = [metric] + (['out_of_support'] if has_oos else [])
+  for ax, key in zip(axes[0], keys):
+    swept = [e for e in entries if e['alpha'] != '']
+    for agent in sorted({e['agent'] for e in swept}):
+      pts = sorted((e['alpha'], e[f'{key}_mean'], e[f'{key}_std'])
+                   for e in swept if e['agent'] == agent)
+      x, y, s = map(np.array, zip(*pts))
+      ax.errorbar(x, y, yerr=s, marker='o', capsize=3, label=agent, color=colors.get(agent))
+    for e in entries:
+      if e['alpha'] == '':
+        ax.axhline(e[f'{key}_mean'], ls='--', color=colors.get(e['agent']),
+                   label=f"{e['agent']} (no alpha)")
+    if key == metric and dataset_reward is not None:
+      ax.axhline(dataset_reward, ls=':', color='0.4', label='dataset mean')
+    ax.set_xscale('log')
+    ax.set_xlabel('alpha')
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_action_grid(path: str, dataset_actions, scatters: Dict, alphas: Sequence[float],
+                     rows: List[Dict]):
+  """Rows: swept agents (one panel per alpha) then the alpha-free agents; toy only."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  swept = [n for n in ALPHA_HPARAM if any(k[0] == n for k in scatters)]
+  free = [n for n, a in scatters if a is None]
+  ncols = max(len(alphas), len(free), 1)
+  nrows = len(swept) + (1 if free else 0)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.4 * nrows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis('off')
+  reward = {(r['agent'], r['alpha'] if r['alpha'] != '' else None): r.get('reward')
+            for r in rows if r['seed'] == rows[0]['seed']}
+  panels = [(i, j, n, a) for i, n in enumerate(swept) for j, a in enumerate(alphas)]
+  panels += [(len(swept), j, n, None) for j, n in enumerate(free)]
+  for i, j, name, alpha in panels:
+    if (name, alpha) not in scatters:
+      continue
+    ax = axes[i][j]
+    ax.axis('on')
+    ax.set_xticks([])
+    ax.set_yticks([])
+    r = reward.get((name, alpha))
+    title = name + ('' if alpha is None else f' a={alpha:g}') + (
+        '' if r is None else f'\nreward {r:.2f}')
+    toy.plot_actions(None, dataset_actions, scatters[(name, alpha)], title=title, ax=ax)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required')
+  base = FLAGS.config
+  if base is None and FLAGS.task == 'ogbench':
+    base = load_config_file(DEFAULT_OGBENCH_CONFIG)
+  variant = base.variant if base is not None else 'toy'
+  unknown = [a for a in FLAGS.agents if a not in AGENT_MODULES]
+  if unknown:
+    raise app.UsageError(f'unknown agents {unknown}; choose from {sorted(AGENT_MODULES)}')
+  try:
+    run_study(base, FLAGS.workdir, [float(a) for a in FLAGS.alphas],
+              [int(s) for s in FLAGS.seeds], FLAGS.agents, FLAGS.num_steps,
+              FLAGS.steps_per_call, [int(h) for h in FLAGS.hidden_dims], FLAGS.eval_episodes,
+              variant, FLAGS.batch_size)
+  except (config_lib.ConfigError, dataset_lib.DatasetError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Sweep launchers: `python -m launch.sweep --spec=launch/examples/toy_grid.py --out=DIR`."""

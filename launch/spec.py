@@ -1,0 +1,217 @@
+"""Sweep specs: a base config, a grid of config overrides and seeds -> a list of runs.
+
+A spec is a Python file defining `SPEC = {...}` (or `get_spec()`), or a JSON file with the
+same object:
+
+    SPEC = {
+        'name': 'toy_lr_tau',                         # default: the file's stem
+        'config': 'experiments/configs/lps.py:toy',   # base config file[:variant]
+        'grid': {'agent.lr': [1e-4, 3e-4],            # config overrides, crossed (product)
+                 'agent.tau': [0.005, 0.05]},
+        'seeds': [0, 1, 2],                           # crossed with the grid
+        'overrides': {'num_steps': 10_000},           # the same for every run (optional)
+        'flags': {'tensorboard': False},              # extra lps_jax.main flags (optional)
+        'metric': 'eval/reward',                      # plotted / summarised (optional)
+        'slurm': {'partition': 'gpu', 'time': '04:00:00', 'gres': 'gpu:1'},  # --mode=slurm
+        'tpu': {'name': 'my-pod', 'zone': 'us-central2-b'},                  # --mode=tpu
+    }
+
+Keys are config paths without the leading 'config.' ('agent.lr', 'num_steps').
+"""
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+SPEC_KEYS = ('name', 'config', 'grid', 'seeds', 'overrides', 'flags', 'metric', 'slurm', 'tpu')
+
+
+class LaunchError(ValueError):
+  """A bad spec or launcher flag; the message is one line."""
+
+
+@dataclasses.dataclass
+class Run:
+  name: str                        # directory name under out/runs/
+  seed: int
+  overrides: Dict[str, Any]        # grid point (config path -> value)
+  group: str                       # name without the seed (runs that differ only by seed)
+
+
+@dataclasses.dataclass
+class Spec:
+  name: str
+  config: str
+  grid: Dict[str, List[Any]]
+  seeds: List[int]
+  overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  flags: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  metric: Optional[str] = None
+  slurm: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  tpu: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------- loading
+def _load_python(path: str) -> Dict[str, Any]:
+  module_spec = importlib.util.spec_from_file_location('_lps_sweep_spec', path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise LaunchError(f'spec {path} failed to load ({type(e).__name__}: {e})') from None
+  if hasattr(module, 'get_spec'):
+    return module.get_spec()
+  if hasattr(module, 'SPEC'):
+    return module.SPEC
+  raise LaunchError(f'spec {path} defines neither SPEC nor get_spec()')
+
+
+def load_spec(path: str) -> Spec:
+  """Read and check a .py or .json spec; LaunchError (one line) on any problem."""
+  if not path:
+    raise LaunchError('--spec is required')
+  if not os.path.isfile(path):
+    raise LaunchError(f'spec file {path} does not exist')
+  if path.endswith('.json'):
+    try:
+      with open(path) as f:
+        raw = json.load(f)
+    except ValueError as e:
+      raise LaunchError(f'spec {path} is not valid JSON ({e})') from None
+  elif path.endswith('.py'):
+    raw = _load_python(path)
+  else:
+    raise LaunchError(f'spec {path} must be a .py or .json file')
+  if not isinstance(raw, dict):
+    raise LaunchError(f'spec {path} must define a dict, got {type(raw).__name__}')
+  unknown = sorted(set(raw) - set(SPEC_KEYS))
+  if unknown:
+    raise LaunchError(f'spec {path}: unknown keys {unknown}; allowed: {list(SPEC_KEYS)}')
+  if not raw.get('config'):
+    raise LaunchError(f"spec {path}: 'config' (base config file[:variant]) is required")
+  config_file = raw['config'].split(':')[0]
+  if not os.path.isfile(config_file):
+    raise LaunchError(f"spec {path}: config file {config_file} does not exist (paths are "
+                      f"relative to the directory the launcher runs in)")
+  grid = raw.get('grid') or {}
+  if not isinstance(grid, dict):
+    raise LaunchError(f"spec {path}: 'grid' must be a dict of config path -> list of values")
+  for key, values in grid.items():
+    if not isinstance(values, (list, tuple)) or not values:
+      raise LaunchError(f"spec {path}: grid[{key!r}] must be a non-empty list, got {values!r}")
+  seeds = raw.get('seeds', [0])
+  if (not isinstance(seeds, (list, tuple)) or not seeds
+      or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+    raise LaunchError(f"spec {path}: 'seeds' must be a non-empty list of ints >= 0, got {seeds!r}")
+  for field in ('overrides', 'flags', 'slurm', 'tpu'):
+    if not isinstance(raw.get(field) or {}, dict):
+      raise LaunchError(f"spec {path}: '{field}' must be a dict")
+  name = raw.get('name') or os.path.splitext(os.path.basename(path))[0]
+  return Spec(name=_safe(str(name)), config=raw['config'], grid=dict(grid), seeds=list(seeds),
+              overrides=dict(raw.get('overrides') or {}), flags=dict(raw.get('flags') or {}),
+              metric=raw.get('metric'), slurm=dict(raw.get('slurm') or {}),
+              tpu=dict(raw.get('tpu') or {}))
+
+
+# ---------------------------------------------------------------------------------- runs
+def _safe(text: str) -> str:
+  return re.sub(r'[^A-Za-z0-9._=,+-]', '_', text)
+
+
+def format_value(value) -> str:
+  if isinstance(value, bool):
+    return str(value)
+  if isinstance(value, float):
+    return f'{value:g}'
+  if isinstance(value, (list, tuple)):
+    return '-'.join(format_value(v) for v in value)
+  return str(value)
+
+
+def _short_names(keys: List[str]) -> Dict[str, str]:
+  """'agent.lr' -> 'lr' unless two keys share their last component."""
+  last = [k.split('.')[-1] for k in keys]
+  return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def expand(spec: Spec) -> List[Run]:
+  """grid x seeds -> runs, named 'lr=0.0001,tau=0.005,seed=0' (grid order, then seed)."""
+  keys = list(spec.grid)
+  short = _short_names(keys)
+  runs = []
+  for values in itertools.product(*(spec.grid[k] for k in keys)):
+    point = dict(zip(keys, values))
+    group = ','.join(f'{short[k]}={format_value(v)}' for k, v in point.items())
+    for seed in spec.seeds:
+      name = _safe(f'{group},seed={seed}' if group else f'seed={seed}')
+      runs.append(Run(name=name, seed=int(seed), overrides=point, group=_safe(group or 'base')))
+  if len({r.name for r in runs}) != len(runs):
+    raise LaunchError('two runs of the spec get the same name (repeated grid values or seeds?)')
+  return runs
+
+
+def flag_value(value) -> str:
+  """A Python value as lps_jax.main / config_flags parses it on the command line."""
+  if isinstance(value, (list, tuple)):
+    return '(' + ','.join(flag_value(v) for v in value) + (',)' if len(value) == 1 else ')')
+  if isinstance(value, float):
+    return repr(value)
+  return str(value)
+
+
+def main_args(spec: Spec, run: Run, workdir: str) -> List[str]:
+  """The lps_jax.main arguments of one run (always --resume: re-launching continues it)."""
+  args = [f'--config={spec.config}', f'--workdir={workdir}', f'--seed={run.seed}', '--resume',
+          '--progress=false']
+  for key, value in {**spec.overrides, **run.overrides}.items():
+    key = key[len('config.'):] if key.startswith('config.') else key
+    args.append(f'--config.{key}={flag_value(value)}')
+  for key, value in spec.flags.items():
+    if key in ('config', 'workdir', 'seed', 'resume', 'overwrite'):
+      raise LaunchError(f"spec 'flags' may not set --{key}: the launcher sets it")
+    args.append(f'--{key}={flag_value(value)}')
+  return args
+
+
+# ---------------------------------------------------------------------------------- configs
+def load_config(config_arg: str):
+  """'path.py[:variant]' -> path.get_config(variant) (what --config=... would give)."""
+  path, _, variant = config_arg.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_lps_sweep_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def apply_overrides(config, overrides: Dict[str, Any]):
+  """Set dotted config paths on a ConfigDict (lists become tuples where the field is a tuple)."""
+  for key, value in overrides.items():
+    path = key[len('config.'):] if key.startswith('config.') else key
+    *parents, leaf = path.split('.')
+    node = config
+    for part in parents:
+      if part not in node:
+        raise LaunchError(f'unknown config key config.{path}')
+      node = node[part]
+    if leaf not in node:
+      raise LaunchError(f'unknown config key config.{path}')
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+      value = tuple(value)
+    try:
+      with config.unlocked():
+        node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise LaunchError(f'config.{path} = {value!r}: {" ".join(str(e).split())}') from None
+  return config
+
+
+def run_config(spec: Spec, run: Run):
+  """The resolved config of one run (validated by the caller)."""
+  config = load_config(spec.config)
+  return apply_overrides(config, {**spec.overrides, **run.overrides})

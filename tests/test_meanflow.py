@@ -1,0 +1,111 @@
+"""MeanFlow maths: JVP target vs finite differences, time sampling, sphere, one-step sampler."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lps_jax import engine, meanflow, networks
+from lps_jax.agents import common, lps
+from lps_jax.data import dataset as dataset_lib
+
+
+def _x_pred(seed=0, obs_dim=3, dim=4):
+  net = networks.FlowNet((32, 32), dim)
+  params = net.init(jax.random.PRNGKey(seed), jnp.zeros((1, obs_dim)), jnp.zeros((1, dim)),
+                    jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+  return lambda *inputs: net.apply(params, *inputs)
+
+
+def test_jvp_derivative_matches_central_finite_difference():
+  x_pred = _x_pred()
+  keys = jax.random.split(jax.random.PRNGKey(1), 4)
+  obs = jax.random.normal(keys[0], (8, 3))
+  actions = jax.random.uniform(keys[1], (8, 4), minval=-1, maxval=1)
+  noise = meanflow.sample_sphere(keys[2], (8, 4))
+  t, r = meanflow.sample_times(keys[3], 8, equal_fraction=0.0)
+  z_t = (1 - t) * actions + t * noise
+  v = noise - actions
+  u, du_dt = meanflow.mean_velocity_and_derivative(x_pred, obs, z_t, t, r, v)
+
+  # d/dt along the trajectory: z moves with velocity v, t with speed 1, r fixed.
+  def u_at(eps):
+    tt = t + eps
+    return (z_t + eps * v) - x_pred(obs, z_t + eps * v, tt, tt - r)
+
+  eps = 1e-2
+  fd = (u_at(eps) - u_at(-eps)) / (2 * eps)
+  np.testing.assert_allclose(u, u_at(0.0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(du_dt, fd, rtol=2e-2, atol=2e-3)
+  # And the target is v - (t - r) du/dt, with no gradient through it.
+  target = meanflow.meanflow_target(v, t, r, du_dt)
+  np.testing.assert_allclose(target, v - (t - r) * fd, rtol=2e-2, atol=2e-3)
+  grad = jax.grad(lambda d: meanflow.meanflow_target(v, t, r, d).sum())(du_dt)
+  assert np.all(np.asarray(grad) == 0)
+
+
+def test_sample_times_sorted_logit_normal_with_equal_fraction():
+  t, r = meanflow.sample_times(jax.random.PRNGKey(0), 20_000, equal_fraction=0.75)
+  t, r = np.asarray(t), np.asarray(r)
+  assert t.shape == r.shape == (20_000, 1)
+  assert np.all(t >= r) and np.all((t > 0) & (t < 1)) and np.all(r > 0)
+  assert abs(np.mean(t == r) - 0.75) < 0.02
+  # Unsorted marginal of logit(t) for the r = t part is N(-0.4, 1) folded by max(): mean > -0.4.
+  assert np.mean(np.log(t / (1 - t))) > -0.4
+
+
+@pytest.mark.parametrize('dim', [2, 5, 25])
+def test_sphere_noise_and_latent_actor_norms(dim):
+  noise = meanflow.sample_sphere(jax.random.PRNGKey(0), (64, dim))
+  np.testing.assert_allclose(np.linalg.norm(noise, axis=-1), np.sqrt(dim), rtol=1e-5)
+  config = lps.get_config()
+  config.flow_hidden_dims = config.critic_hidden_dims = (16,)
+  config.actor_hidden_dims = (16,)
+  agent = lps.LPSAgent.create(0, 3, dim, config)
+  latents = agent.latents(jax.random.normal(jax.random.PRNGKey(1), (64, 3)))
+  np.testing.assert_allclose(np.linalg.norm(latents, axis=-1), np.sqrt(dim), rtol=1e-4)
+
+
+def _energy_distance(a, b):
+  def mean_dist(x, y):
+    return np.mean(np.linalg.norm(x[:, None] - y[None], axis=-1))
+  return 2 * mean_dist(a, b) - mean_dist(a, a) - mean_dist(b, b)
+
+
+def test_one_step_sampler_reproduces_2d_mixture():
+  rng = np.random.default_rng(0)
+  centers = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]], np.float32)
+  n = 4096
+  actions = centers[rng.integers(0, 4, n)] + 0.05 * rng.standard_normal((n, 2)).astype(np.float32)
+  obs = np.ones((n, 1), np.float32)
+  transitions = dict(observations=obs, next_observations=obs, actions=actions,
+                     rewards=np.zeros(n, np.float32), masks=np.zeros(n, np.float32),
+                     terminals=np.ones(n, np.float32))
+  data = dataset_lib.to_device(transitions, horizon=1)
+  config = lps.get_config()
+  config.flow_hidden_dims, config.batch_size, config.lr, config.horizon = (64, 64, 64), 128, 1e-3, 1
+  flow = common.make_flow(config, 1, 2, jax.random.PRNGKey(0))
+
+  class FlowOnly(lps.LPSAgent):  # the BC part of LPS alone
+    def update(self, batch):
+      rng, key = jax.random.split(self.rng)
+      grads, info = jax.grad(lambda p: meanflow.meanflow_loss(
+          common.bind(self.flow, p), batch['observations'], batch['actions'], key),
+          has_aux=True)(self.flow.params)
+      return self.replace(rng=rng, flow=self.flow.apply_gradients(grads)), info
+
+  agent = FlowOnly(rng=jax.random.PRNGKey(1), flow=flow, latent_actor=None, critic=None,
+                   hparams={}, config=config)
+  untrained = jax.tree.map(jnp.copy, agent.flow)  # the agent is donated below
+  train = engine.make_train_fn(1000)
+  for _ in range(3):
+    agent, _ = train(agent, data)
+  latents = meanflow.sample_sphere(jax.random.PRNGKey(2), (1000, 2))
+  ones = jnp.ones((1000, 1))
+  samples = np.asarray(meanflow.one_step_action(common.bind(agent.flow), ones, latents))
+  before = np.asarray(meanflow.one_step_action(common.bind(untrained), ones, latents))
+  reference = actions[:1000]
+  trained_distance = _energy_distance(samples, reference)
+  baseline_distance = _energy_distance(before, reference)
+  # A trained sampler is far closer to the data than the untrained one, and near noise level.
+  assert trained_distance < 0.1 * baseline_distance, (trained_distance, baseline_distance)
+  assert trained_distance < 0.02, trained_distance
