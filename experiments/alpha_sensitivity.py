@@ -48,24 +48,7 @@ SHARED_AGENT_KEYS = ('batch_size', 'horizon', 'discount', 'lr', 'flow_hidden_dim
                      'critic_hidden_dims', 'actor_hidden_dims')
 SHARED_RUN_KEYS = ('task', 'dataset_dir', 'download', 'sparse_reward', 'eval_episodes')
 DEFAULT_ALPHAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
-
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Output folder (CSV, plots, JSON).')
-flags.DEFINE_list('alphas', [str(a) for a in DEFAULT_ALPHAS], 'Alpha grid (comma-separated).')
-flags.DEFINE_integer('num_steps', 3000, 'Training steps per run.')
-flags.DEFINE_integer('steps_per_call', 500, 'Fused updates per jit call (divides num_steps).')
-flags.DEFINE_enum('task', 'toy', ['toy', 'ogbench'],
-                  'toy: the two-rings bandit; ogbench: the task of --config (default '
-                  'experiments/configs/fql.py:ogbench_small).')
-flags.DEFINE_list('seeds', ['0'], 'Seeds (comma-separated).')
-flags.DEFINE_list('agents', ['fql', 'rebrac', 'lps', 'dsrl'], 'Agents to run.')
-flags.DEFINE_list('hidden_dims', [], 'Override every network\'s hidden sizes, e.g. 128,128.')
-flags.DEFINE_integer('batch_size', None, 'Override every agent\'s batch size.')
-flags.DEFINE_integer('eval_episodes', None, 'Override the evaluation episodes / toy samples.')
-config_flags.DEFINE_config_file('config', None, 'Optional run config whose task and sizes are '
-                                'used for every agent (implies --task=ogbench if not toy).',
-                                lock_config=False)
-
 
 # --------------------------------------------------------------------------- configs
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -307,6 +290,25 @@ def plot_action_grid(path: str, dataset_actions, scatters: Dict, alphas: Sequenc
 
 
 # --------------------------------------------------------------------------- CLI
+def _define_flags():
+  """CLI flags (defined only when run as a script, so tests can import this module)."""
+  flags.DEFINE_string('workdir', None, 'Output folder (CSV, plots, JSON).')
+  flags.DEFINE_list('alphas', [str(a) for a in DEFAULT_ALPHAS], 'Alpha grid (comma-separated).')
+  flags.DEFINE_integer('num_steps', 3000, 'Training steps per run.')
+  flags.DEFINE_integer('steps_per_call', 500, 'Fused updates per jit call (divides num_steps).')
+  flags.DEFINE_enum('task', 'toy', ['toy', 'ogbench'],
+                    'toy: the two-rings bandit; ogbench: the task of --config (default '
+                    'experiments/configs/fql.py:ogbench_small).')
+  flags.DEFINE_list('seeds', ['0'], 'Seeds (comma-separated).')
+  flags.DEFINE_list('agents', ['fql', 'rebrac', 'lps', 'dsrl'], 'Agents to run.')
+  flags.DEFINE_list('hidden_dims', [], 'Override every network\'s hidden sizes, e.g. 128,128.')
+  flags.DEFINE_integer('batch_size', None, 'Override every agent\'s batch size.')
+  flags.DEFINE_integer('eval_episodes', None, 'Override the evaluation episodes / toy samples.')
+  config_flags.DEFINE_config_file('config', None, 'Optional run config whose task and sizes are '
+                                  'used for every agent (implies --task=ogbench if not toy).',
+                                  lock_config=False)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -330,4 +332,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

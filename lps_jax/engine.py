@@ -14,11 +14,17 @@ import jax.numpy as jnp
 from lps_jax.data import dataset as dataset_lib
 
 
-def train_step(agent, data: dataset_lib.DeviceDataset):
-  """One minibatch + one update. Reads batch_size/horizon/discount from agent.config."""
+def train_step(agent, data: dataset_lib.DeviceDataset, batch_sharding=None):
+  """One minibatch + one update. Reads batch_size/horizon/discount from agent.config.
+
+  batch_sharding (data-parallel runs): a sharding the sampled batch is constrained to, e.g.
+  NamedSharding(mesh, P('data')); the RNG use is the same as on one device.
+  """
   cfg = agent.config
   rng, batch_key = jax.random.split(agent.rng)
   batch = dataset_lib.sample_batch(data, batch_key, cfg.batch_size, cfg.horizon, cfg.discount)
+  if batch_sharding is not None:
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
   return agent.replace(rng=rng).update(batch)
 
 

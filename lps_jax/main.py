@@ -29,7 +29,9 @@ import numpy as np
 from ml_collections import config_flags
 import tqdm
 
-from lps_jax import agents, checkpoint, config_lib, engine, metrics_log, rundir, tasks
+from jax.experimental import multihost_utils
+
+from lps_jax import agents, checkpoint, config_lib, metrics_log, parallel, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import ogbench_data
 
@@ -71,7 +73,7 @@ class Preempted(RuntimeError):
 
 USAGE_ERRORS = (UsageError, config_lib.ConfigError, rundir.RunDirError, dataset_lib.DatasetError,
                 ogbench_data.DatasetError, metrics_log.MissingDependencyError,
-                checkpoint.CheckpointError)
+                checkpoint.CheckpointError, parallel.ShardingError)
 
 
 def build(config, seed: int):
@@ -82,11 +84,6 @@ def build(config, seed: int):
   agent = agent_cls.create(seed, task.observation_dim, chunk_dim, config.agent)
   data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
   return task, agent, data
-
-
-def make_train_fn(config):
-  """The fused update (K = steps_per_call scanned steps): the one place the loop builds it."""
-  return engine.make_train_fn(config.steps_per_call)
 
 
 def make_policy_fn(agent, seed: int):
@@ -102,7 +99,7 @@ def make_policy_fn(agent, seed: int):
 
 
 def evaluate(task, agent, config, seed, step, logger, workdir):
-  policy_fn = make_policy_fn(agent, seed)
+  policy_fn = make_policy_fn(parallel.local_replica(agent), seed)
   metrics = task.evaluate(policy_fn, config.eval_episodes, seed)
   logger.write('eval', step, metrics)
   if task.plot is not None:
@@ -164,7 +161,13 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
     metrics_log.check_wandb()
   task, agent, data = build(config, seed)
   # ---- nothing above writes to disk ----
-  rundir.prepare(run, config, seed, flags_record)
+  main_process = parallel.is_main_process()
+  if jax.process_count() > 1:       # every host checked the workdir before any host writes
+    multihost_utils.sync_global_devices('rundir checked')
+  if main_process:
+    rundir.prepare(run, config, seed, flags_record)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('rundir prepared')
   workdir = run.path
   ckpt = checkpoint.Checkpointer(checkpoint_dir, max_to_keep=config.checkpoint_max_to_keep)
   logger = None
@@ -175,19 +178,24 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
         agent, restored = ckpt.restore(agent)
         step = restored or 0
       wandb_run = (metrics_log.init_wandb(workdir, config.to_dict(), wandb_project)
-                   if wandb else None)
-      logger = metrics_log.MetricsLogger(workdir, resume_step=step if run.resuming else None,
-                                         tensorboard=tensorboard, wandb_run=wandb_run)
+                   if wandb and main_process else None)
+      logger = (metrics_log.MetricsLogger(workdir, resume_step=step if run.resuming else None,
+                                          tensorboard=tensorboard, wandb_run=wandb_run)
+                if main_process else metrics_log.NullLogger())
+      # The fused update: 1 device -> engine.make_train_fn; more -> data-parallel on a mesh.
+      agent, data, train_fn = parallel.data_parallel_setup(agent, data, config.steps_per_call)
       if run.resuming:
         print(f'resuming {workdir} from step {step}'
               + (f' (dropped {logger.dropped_rows} metric rows logged after it)'
                  if logger.dropped_rows else ''), file=sys.stderr)
       agent, train_metrics, eval_metrics = _train_loop(
-          config, seed, progress, task, agent, data, ckpt, logger, step, workdir, stop)
+          config, seed, progress and main_process, task, agent, data, train_fn, ckpt, logger,
+          step, workdir, stop, main_process)
       ckpt.wait()
-      rundir.write_json(os.path.join(workdir, rundir.FINAL_FILE), {
-          'step': config.num_steps, 'train': train_metrics, 'eval': eval_metrics,
-          'checkpoint': ckpt.path(ckpt.latest_step()), 'seconds': time.time() - start_time})
+      if main_process:
+        rundir.write_json(os.path.join(workdir, rundir.FINAL_FILE), {
+            'step': config.num_steps, 'train': train_metrics, 'eval': eval_metrics,
+            'checkpoint': ckpt.path(ckpt.latest_step()), 'seconds': time.time() - start_time})
       return agent, train_metrics, eval_metrics
     finally:
       ckpt.close()
@@ -195,8 +203,8 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
         logger.close()
 
 
-def _train_loop(config, seed, progress, task, agent, data, ckpt, logger, step, workdir, stop):
-  train_fn = make_train_fn(config)
+def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logger, step, workdir,
+                stop, main_process=True):
   k = config.steps_per_call
   due = lambda interval: step % interval == 0 or step >= config.num_steps
   train_metrics = logger.last_row('train')
@@ -242,7 +250,7 @@ def _train_loop(config, seed, progress, task, agent, data, ckpt, logger, step, w
       logger.flush()
       raise Preempted(f'SIGTERM at step {step}: saved checkpoint {ckpt.path(step)}; rerun the '
                       f'same command with --resume to continue')
-    if due(config.eval_interval):
+    if due(config.eval_interval) and main_process:
       eval_metrics = evaluate(task, agent, config, seed, step, logger, workdir)
       bar.write(f'step {step}: '
                 + ', '.join(f'{name}={v:.3f}' for name, v in eval_metrics.items()))
@@ -302,6 +310,7 @@ def main(argv):
     last = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
     fail(f'cannot load --config={FLAGS["config"].config_filename}: {last[-1]}')
   try:
+    parallel.maybe_initialize_distributed()   # multi-host flags / LPS_* env; no-op otherwise
     with config.unlocked():
       for name in ('num_steps', 'log_interval', 'eval_interval'):
         if getattr(FLAGS, name) is not None:

@@ -195,3 +195,25 @@ class MetricsLogger:
     if self._wandb is not None:
       self._wandb.finish()
       self._wandb = None
+
+
+class NullLogger:
+  """The logger of a non-main process in a multi-host run: writes nothing (process 0 logs)."""
+  dropped_rows = 0
+
+  def write(self, prefix: str, step: int, metrics: Dict[str, float]) -> None:
+    del prefix, step, metrics
+
+  def has_row(self, prefix: str, step: int) -> bool:
+    del prefix, step
+    return True
+
+  def last_row(self, prefix: str) -> Dict[str, float]:
+    del prefix
+    return {}
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass

@@ -178,11 +178,7 @@ def local_replica(tree):
 # ------------------------------------------------------------------------------ training
 def train_step(agent, data: dataset_lib.DeviceDataset, mesh: Mesh):
   """engine.train_step with the sampled batch split over the 'data' axis (same RNG use)."""
-  cfg = agent.config
-  rng, batch_key = jax.random.split(agent.rng)
-  batch = dataset_lib.sample_batch(data, batch_key, cfg.batch_size, cfg.horizon, cfg.discount)
-  batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(DATA_AXIS)))
-  return agent.replace(rng=rng).update(batch)
+  return engine.train_step(agent, data, batch_sharding=NamedSharding(mesh, P(DATA_AXIS)))
 
 
 def make_train_fn(num_steps: int, mesh: Mesh, stacked: bool = False, step_fn=None):
