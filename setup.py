@@ -4,7 +4,7 @@ setup(
     name='lps_jax',
     version='0.1.0',
     description='Offline RL with one-step flow policies (Latent Policy Steering) in JAX/Flax.',
-    packages=find_packages(include=['lps_jax', 'lps_jax.*']),
+    packages=find_packages(include=['lps_jax', 'lps_jax.*', 'launch', 'launch.*']),
     python_requires='>=3.10',
     install_requires=[
         'jax>=0.4.30',

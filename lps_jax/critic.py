@@ -41,6 +41,20 @@ def td_loss(q: jax.Array, target: jax.Array):
   return loss, {'critic/loss': loss, 'critic/q_mean': q.mean(), 'critic/target_mean': target.mean()}
 
 
+def td_critic_loss(critic, critic_params, batch, next_actions, config, next_penalty=None):
+  """The shared critic loss: online Q_k(s, a) vs y from the target critic at (s', a').
+
+  next_actions [B, D] must already carry stop_gradient; next_penalty [B] (ReBRAC) is
+  subtracted from every member's target Q before aggregation. -> (scalar, info)
+  """
+  next_q = critic(batch['next_observations'], next_actions, params=critic.target_params)
+  if next_penalty is not None:
+    next_q = next_q - next_penalty[None]
+  target = td_target(batch['rewards'], batch['masks'], next_q,
+                     config.discount ** config.horizon, config.q_agg)
+  return td_loss(critic(batch['observations'], batch['actions'], params=critic_params), target)
+
+
 def normalized_q_objective(q: jax.Array):
   """-mean(q) / stop_grad(mean|q|): the scale-free actor loss of FQL/LPS. q [B]."""
   scale = jax.lax.stop_gradient(1.0 / jnp.maximum(jnp.abs(q).mean(), 1e-6))

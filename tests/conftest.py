@@ -1,4 +1,7 @@
 """Shared fixtures: tiny LPS configs and datasets."""
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -28,6 +31,18 @@ def random_transitions(num_episodes=6, episode_length=10, obs_dim=3, action_dim=
       'masks': (rng.uniform(size=n) > 0.1).astype(np.float32),
       'terminals': terminals,
   }
+
+
+def cli_env(**extra):
+  """Env for CLI subprocess tests: CPU, a persistent compile cache they share, no fault injection."""
+  env = dict(os.environ)
+  env.pop('LPS_JAX_FAULT_AT_STEP', None)
+  env.update(JAX_PLATFORMS='cpu',
+             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'lps_jax_test_jit_cache'),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  env.update(extra)
+  return env
 
 
 @pytest.fixture

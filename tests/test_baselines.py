@@ -230,3 +230,23 @@ def test_hl_gauss_histogram():
   np.testing.assert_allclose(expected, values, atol=0.02)
   assert np.all(best < worse)                 # the CE is minimised by the target histogram
   assert abs(support.sigma - 0.75 * 2.0 / 41) < 1e-7
+
+
+# ------------------------------------------------------------------------------ data
+def test_batch_next_actions_are_the_following_chunk():
+  """batch['next_actions'] (ReBRAC's a') is a_{t+h} .. a_{t+2h-1}, flattened."""
+  n, horizon = 40, 2
+  actions = np.linspace(-1, 1, n * 2, dtype=np.float32).reshape(n, 2)
+  transitions = {'observations': np.arange(n, dtype=np.float32)[:, None],
+                 'actions': actions, 'next_observations': np.arange(1, n + 1, dtype=np.float32)[:, None],
+                 'rewards': np.zeros(n, np.float32), 'masks': np.ones(n, np.float32),
+                 'terminals': np.zeros(n, np.float32)}
+  data = dataset_lib.to_device(transitions, horizon)
+  batch = jax.jit(lambda k: dataset_lib.sample_batch(data, k, 32, horizon, 0.99))(
+      jax.random.PRNGKey(0))
+  starts = np.asarray(batch['observations'][:, 0]).astype(int)
+  expected = np.stack([actions[np.minimum(np.arange(s + horizon, s + 2 * horizon), n - 1)]
+                       .reshape(-1) for s in starts])
+  np.testing.assert_array_equal(np.asarray(batch['next_actions']), expected)
+  np.testing.assert_array_equal(np.asarray(batch['actions']),
+                                np.stack([actions[s:s + horizon].reshape(-1) for s in starts]))

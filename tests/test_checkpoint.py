@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 from absl import logging as absl_logging
 import flax.serialization
@@ -19,22 +18,12 @@ import pytest
 from experiments.configs import lps as lps_config
 from lps_jax import agents, checkpoint, engine, tasks
 from lps_jax.data import dataset as dataset_lib
+from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FAULT_ENV = 'LPS_JAX_FAULT_AT_STEP'
 
 
-def cli_env(**extra):
-  """Subprocess env: CPU, a persistent compilation cache shared by the CLI tests."""
-  env = dict(os.environ)
-  env.pop(FAULT_ENV, None)
-  env.update(JAX_PLATFORMS='cpu',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    'lps_jax_test_jit_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
-  env.update(extra)
-  return env
 
 
 def start_main(args, **env):

@@ -5,12 +5,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from launch import spec as spec_lib
 from launch import sweep as sweep_lib
+from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,16 +26,6 @@ SPEC = {
 """
 
 
-def cli_env(**extra):
-  env = dict(os.environ)
-  env.pop('LPS_JAX_FAULT_AT_STEP', None)
-  env.update(JAX_PLATFORMS='cpu',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    'lps_jax_test_jit_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
-  env.update(extra)
-  return env
 
 
 def write_spec(path, text=TINY_SPEC):

@@ -8,27 +8,17 @@ import pathlib
 import struct
 import subprocess
 import sys
-import tempfile
 import types
 
 import pytest
 from tensorboardX.proto import event_pb2
 
 from lps_jax import metrics_log
+from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def cli_env(**extra):
-  env = dict(os.environ)
-  env.pop('LPS_JAX_FAULT_AT_STEP', None)
-  env.update(JAX_PLATFORMS='cpu',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    'lps_jax_test_jit_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
-  env.update(extra)
-  return env
 
 
 def read_events(directory):

@@ -1,4 +1,6 @@
 """LPS agent: gradient isolation of the three losses, the fused scan, learning on the toy task."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,22 +78,22 @@ def test_sample_actions_shape_and_bounds():
   assert float(jnp.abs(actions).max()) <= 1.0
 
 
-def test_lps_on_toy_rings_beats_the_data_and_stays_on_support():
-  """The toy's claim at CPU size: LPS steers to a high-reward action on the rings.
-
-  A deterministic latent actor climbs Q along the decoder's image of the latent circle, so it
-  settles on the outer ring (0.6) or, from a start inside its basin, the 1.0 arc; the data mean
-  is 0.47 and off-ring actions earn 0.
-  """
+@pytest.mark.skipif(not os.environ.get('LPS_JAX_SLOW'), reason=(
+    'long learning run (3 seeds x 20k steps, ~20 min on 2 CPU cores): LPS_JAX_SLOW=1 to run. '
+    'Known to fail today (issue 2 note): seed 0 ends on the outer ring (0.6), seed 1 went from '
+    'the outer ring at 15k to off-support at 20k, seed 2 was on the inner ring (0.3) at 5k.'))
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_lps_on_toy_rings_beats_the_data_and_stays_on_support(seed):
+  """The toy claim at the CLI's default toy config, for every seed: on the rings, well above
+  the data's mean reward (0.47); off-ring actions earn 0."""
   from lps_jax import config_lib, tasks
   config = config_lib.make_run_config(lps.get_config(), 'toy')
   task = tasks.make_toy_task()
   data = dataset_lib.to_device(task.transitions, 1)
-  agent = lps.LPSAgent.create(0, task.observation_dim, task.action_dim, config.agent)
-  train = engine.make_train_fn(1000)
-  for _ in range(16):
+  agent = lps.LPSAgent.create(seed, task.observation_dim, task.action_dim, config.agent)
+  train = engine.make_train_fn(config.steps_per_call)
+  for _ in range(config.num_steps // config.steps_per_call):
     agent, _ = train(agent, data)
-  actions = np.asarray(agent.sample_actions(jnp.ones((64, 1))))
   metrics = task.evaluate(lambda obs: np.asarray(agent.sample_actions(jnp.asarray(obs))), 64, 0)
-  assert metrics['out_of_support'] == 0.0, (metrics, actions[0])
-  assert metrics['reward'] >= metrics['dataset_reward'] + 0.1, (metrics, actions[0])
+  assert metrics['out_of_support'] == 0.0, metrics
+  assert metrics['reward'] >= metrics['dataset_reward'] + 0.1, metrics

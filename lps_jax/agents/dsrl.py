@@ -97,11 +97,7 @@ class DSRLAgent(flax.struct.PyTreeNode):
     next_obs = batch['next_observations']
     next_actions = sg(self.decode(next_obs, self.latents(next_obs, params['latent_actor']),
                                   params['flow']))
-    next_q = self.critic(next_obs, next_actions, params=self.critic.target_params)
-    target = critic_lib.td_target(batch['rewards'], batch['masks'], next_q,
-                                  cfg.discount ** cfg.horizon, cfg.q_agg)
-    return critic_lib.td_loss(
-        self.critic(batch['observations'], batch['actions'], params=params['critic']), target)
+    return critic_lib.td_critic_loss(self.critic, params['critic'], batch, next_actions, cfg)
 
   def latent_critic_loss(self, params, batch, key):
     """Distil Q^W(s, w) on stop_grad(Q^A(s, pi_beta(s, w))), w ~ sphere prior."""
@@ -140,16 +136,8 @@ class DSRLAgent(flax.struct.PyTreeNode):
             'critic': self.critic.params, 'latent_critic': self.latent_critic.params}
 
   def update(self, batch):
-    """One fused gradient step on all four networks -> (agent, info)."""
-    rng, key = jax.random.split(self.rng)
-    grads, info = jax.grad(self.loss, has_aux=True)(self.params(), batch, key)
-    return self.replace(
-        rng=rng,
-        flow=self.flow.apply_gradients(grads['flow']),
-        latent_actor=self.latent_actor.apply_gradients(grads['latent_actor']),
-        critic=self.critic.apply_gradients(grads['critic']).polyak_update(self.hparams['tau']),
-        latent_critic=self.latent_critic.apply_gradients(grads['latent_critic']),
-    ), info
+    """One fused gradient step on all four networks (+ Polyak target) -> (agent, info)."""
+    return common.gradient_step(self, batch)
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -93,11 +93,7 @@ class FQLAgent(flax.struct.PyTreeNode):
     next_obs = batch['next_observations']
     noises = jax.random.normal(key, batch['actions'].shape)
     next_actions = sg(jnp.clip(self.onestep_actions(next_obs, noises, params['onestep']), -1.0, 1.0))
-    next_q = self.critic(next_obs, next_actions, params=self.critic.target_params)
-    target = critic_lib.td_target(batch['rewards'], batch['masks'], next_q,
-                                  cfg.discount ** cfg.horizon, cfg.q_agg)
-    return critic_lib.td_loss(
-        self.critic(batch['observations'], batch['actions'], params=params['critic']), target)
+    return critic_lib.td_critic_loss(self.critic, params['critic'], batch, next_actions, cfg)
 
   def actor_loss(self, params, batch, key):
     """-lam Q(s, mu(s, z)) + alpha * distill; gradient reaches the one-step policy only."""
@@ -134,15 +130,8 @@ class FQLAgent(flax.struct.PyTreeNode):
     return {'flow': self.flow.params, 'onestep': self.onestep.params, 'critic': self.critic.params}
 
   def update(self, batch):
-    """One fused gradient step on all three networks -> (agent, info)."""
-    rng, key = jax.random.split(self.rng)
-    grads, info = jax.grad(self.loss, has_aux=True)(self.params(), batch, key)
-    return self.replace(
-        rng=rng,
-        flow=self.flow.apply_gradients(grads['flow']),
-        onestep=self.onestep.apply_gradients(grads['onestep']),
-        critic=self.critic.apply_gradients(grads['critic']).polyak_update(self.hparams['tau']),
-    ), info
+    """One fused gradient step on all three networks (+ Polyak target) -> (agent, info)."""
+    return common.gradient_step(self, batch)
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -78,12 +78,8 @@ class LPSAgent(flax.struct.PyTreeNode):
     policy_actions = both_actions[:batch_size]
     next_actions = jax.lax.stop_gradient(both_actions[batch_size:])
 
-    next_q = self.critic(batch['next_observations'], next_actions,
-                         params=self.critic.target_params)
-    target = critic_lib.td_target(batch['rewards'], batch['masks'], next_q,
-                                  cfg.discount ** cfg.horizon, cfg.q_agg)
-    critic_loss, critic_info = critic_lib.td_loss(
-        self.critic(batch['observations'], batch['actions'], params=params['critic']), target)
+    critic_loss, critic_info = critic_lib.td_critic_loss(
+        self.critic, params['critic'], batch, next_actions, cfg)
 
     # Actor: the critic is frozen too; the gradient reaches phi through pi_beta's input.
     q_policy = self.critic(batch['observations'], policy_actions,
@@ -101,15 +97,8 @@ class LPSAgent(flax.struct.PyTreeNode):
             'critic': self.critic.params}
 
   def update(self, batch):
-    """One fused gradient step on all three networks -> (agent, info)."""
-    rng, key = jax.random.split(self.rng)
-    grads, info = jax.grad(self.loss, has_aux=True)(self.params(), batch, key)
-    return self.replace(
-        rng=rng,
-        flow=self.flow.apply_gradients(grads['flow']),
-        latent_actor=self.latent_actor.apply_gradients(grads['latent_actor']),
-        critic=self.critic.apply_gradients(grads['critic']).polyak_update(self.hparams['tau']),
-    ), info
+    """One fused gradient step on all three networks (+ Polyak target) -> (agent, info)."""
+    return common.gradient_step(self, batch)
 
 
 def get_config() -> ml_collections.ConfigDict:

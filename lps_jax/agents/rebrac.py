@@ -70,12 +70,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
                      -cfg.target_noise_clip, cfg.target_noise_clip)
     next_actions = sg(jnp.clip(next_actions + noise, -1.0, 1.0))
     penalty = jnp.sum((next_actions - batch['next_actions']) ** 2, axis=-1)
-    next_q = self.critic(next_obs, next_actions, params=self.critic.target_params)
-    next_q = next_q - self.hparams['alpha_critic'] * penalty[None]   # agg(q - p) = agg(q) - p
-    target = critic_lib.td_target(batch['rewards'], batch['masks'], next_q,
-                                  cfg.discount ** cfg.horizon, cfg.q_agg)
-    loss, info = critic_lib.td_loss(
-        self.critic(batch['observations'], batch['actions'], params=params['critic']), target)
+    # agg_k(q_k - p) = agg_k(q_k) - p: the BC penalty shifts every member's target Q.
+    loss, info = critic_lib.td_critic_loss(self.critic, params['critic'], batch, next_actions, cfg,
+                                           next_penalty=self.hparams['alpha_critic'] * penalty)
     info['critic/next_bc_penalty'] = penalty.mean()
     return loss, info
 
@@ -105,13 +102,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 
   def update(self, batch):
     """One fused step: critic every step, actor (+ its target) every actor_freq steps."""
-    rng, key = jax.random.split(self.rng)
-    grads, info = jax.grad(self.loss, has_aux=True)(self.params(), batch, key)
-    critic = self.critic.apply_gradients(grads['critic']).polyak_update(self.hparams['tau'])
-    actor = self.actor.apply_gradients(grads['actor']).polyak_update(self.hparams['tau'])
+    new, info = common.gradient_step(self, batch, polyak=('critic', 'actor'))
     update_actor = self.critic.step % self.config.actor_freq == 0
-    return self.replace(rng=rng, critic=critic,
-                        actor=common.select_tree(update_actor, actor, self.actor)), info
+    return new.replace(actor=common.select_tree(update_actor, new.actor, self.actor)), info
 
 
 def get_config() -> ml_collections.ConfigDict:
