@@ -55,16 +55,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OGBENCH_CONFIG = os.path.join(REPO, 'experiments', 'configs', 'fql.py') + ':ogbench_small'
 
 
-def load_config_file(spec: str):
-  """'path/to/config.py[:variant]' -> get_config(variant), like config_flags does."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path, _, variant = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('study_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
-
-
 def agent_run_config(name: str, base=None, variant: str = 'toy', hidden_dims: Sequence[int] = (),
                      batch_size: Optional[int] = None):
   """Run config for agent `name`: its own defaults, the run-level settings of `base` on top."""
@@ -316,7 +306,7 @@ def main(argv):
     raise app.UsageError('--workdir is required')
   base = FLAGS.config
   if base is None and FLAGS.task == 'ogbench':
-    base = load_config_file(DEFAULT_OGBENCH_CONFIG)
+    base = config_lib.load_config_file(DEFAULT_OGBENCH_CONFIG)
   variant = base.variant if base is not None else 'toy'
   unknown = [a for a in FLAGS.agents if a not in AGENT_MODULES]
   if unknown:

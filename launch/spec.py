@@ -26,6 +26,8 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
+from lps_jax import config_lib
+
 SPEC_KEYS = ('name', 'config', 'grid', 'seeds', 'overrides', 'flags', 'metric', 'slurm', 'tpu')
 
 
@@ -180,13 +182,7 @@ def main_args(spec: Spec, run: Run, workdir: str) -> List[str]:
 
 
 # ---------------------------------------------------------------------------------- configs
-def load_config(config_arg: str):
-  """'path.py[:variant]' -> path.get_config(variant) (what --config=... would give)."""
-  path, _, variant = config_arg.partition(':')
-  module_spec = importlib.util.spec_from_file_location('_lps_sweep_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
+load_config = config_lib.load_config_file   # 'path.py[:variant]' -> get_config(variant)
 
 
 def apply_overrides(config, overrides: Dict[str, Any]):

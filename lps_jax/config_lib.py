@@ -99,6 +99,16 @@ def make_run_config(agent: ml_collections.ConfigDict, variant: str = 'toy'):
   return config
 
 
+def load_config_file(config_arg: str):
+  """'path/to/config.py[:variant]' -> its get_config(variant), as --config=... would give."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, variant = config_arg.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_lps_jax_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()
+
+
 class ConfigError(ValueError):
   """A bad config value; the message is one line naming the key."""
 

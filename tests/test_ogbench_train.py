@@ -1,21 +1,14 @@
 """A short LPS run on a generated cube-single dataset, evaluation in the OGBench env included."""
 import csv
-import importlib.util
 import os
 
 import pytest
 
+from lps_jax import config_lib
 from lps_jax import main as main_lib
 from lps_jax.data import generate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_config(variant):
-  spec = importlib.util.spec_from_file_location('lps_config', os.path.join(REPO, 'experiments/configs/lps.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
 
 
 @pytest.fixture(scope='module')
@@ -27,7 +20,8 @@ def cube_dataset_dir(tmp_path_factory):
 
 
 def test_lps_trains_and_evaluates_on_generated_cube_single(cube_dataset_dir, tmp_path):
-  config = _load_config('ogbench_small')
+  config = config_lib.load_config_file(
+      os.path.join(REPO, 'experiments/configs/lps.py') + ':ogbench_small')
   config.dataset_dir = cube_dataset_dir
   config.agent.batch_size = 16
   config.agent.flow_hidden_dims = config.agent.critic_hidden_dims = (16, 16)

@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lps_jax import networks, train_state
+from lps_jax import meanflow, networks, train_state
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -41,6 +41,18 @@ def bind(state: train_state.TrainState, params=None):
   """A state's network as a plain function of its inputs, with `params` (default: own)."""
   params = state.params if params is None else params
   return lambda *inputs: state.apply_fn(params, *inputs)
+
+
+def sphere_latents(actor: train_state.TrainState, observations, params=None):
+  """A latent actor's output projected on the sphere of radius sqrt(D): [B, O] -> [B, D]."""
+  return meanflow.project_to_sphere(actor(observations, params=params))
+
+
+def steered_actions(flow: train_state.TrainState, actor: train_state.TrainState, observations,
+                    flow_params=None, actor_params=None):
+  """pi_beta(s, l(s)): the one-step decoder at the actor's latent, [B, O] -> [B, D]."""
+  return meanflow.one_step_action(bind(flow, flow_params), observations,
+                                  sphere_latents(actor, observations, actor_params))
 
 
 def make_flow(config, observation_dim: int, action_dim: int, key) -> train_state.TrainState:

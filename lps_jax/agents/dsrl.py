@@ -65,7 +65,7 @@ class DSRLAgent(flax.struct.PyTreeNode):
   # ----------------------------------------------------------------- policy
   def latents(self, observations, actor_params=None):
     """l(s) on the sphere: [B, O] -> [B, D]."""
-    return meanflow.project_to_sphere(self.latent_actor(observations, params=actor_params))
+    return common.sphere_latents(self.latent_actor, observations, actor_params)
 
   def decode(self, observations, latents, flow_params=None):
     """pi_beta(s, w): [B, O], [B, D] -> [B, D]."""

@@ -78,11 +78,11 @@ class LAWRAgent(flax.struct.PyTreeNode):
   # ----------------------------------------------------------------- policy
   def latents(self, observations, planner_params=None):
     """pi_phi(s) on the sphere: [B, O] -> [B, D]."""
-    return meanflow.project_to_sphere(self.planner(observations, params=planner_params))
+    return common.sphere_latents(self.planner, observations, planner_params)
 
   def policy_actions(self, observations, flow_params=None, planner_params=None):
-    x_pred = common.bind(self.flow, flow_params)
-    return meanflow.one_step_action(x_pred, observations, self.latents(observations, planner_params))
+    return common.steered_actions(self.flow, self.planner, observations, flow_params,
+                                  planner_params)
 
   def sample_actions(self, observations, key=None):
     """Deterministic action pi_beta(s, pi_phi(s)) [B, D] (key unused)."""

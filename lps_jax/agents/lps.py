@@ -48,12 +48,12 @@ class LPSAgent(flax.struct.PyTreeNode):
   # ----------------------------------------------------------------- policy
   def latents(self, observations, actor_params=None):
     """l_phi(s) on the sphere: [B, O] -> [B, D]."""
-    return meanflow.project_to_sphere(self.latent_actor(observations, params=actor_params))
+    return common.sphere_latents(self.latent_actor, observations, actor_params)
 
   def policy_actions(self, observations, flow_params=None, actor_params=None):
     """a = pi_beta(s, l_phi(s)): [B, O] -> [B, D]."""
-    x_pred = common.bind(self.flow, flow_params)
-    return meanflow.one_step_action(x_pred, observations, self.latents(observations, actor_params))
+    return common.steered_actions(self.flow, self.latent_actor, observations, flow_params,
+                                  actor_params)
 
   def sample_actions(self, observations, key=None):
     """Deterministic LPS action [B, D] (key unused; kept for a common signature)."""
