@@ -30,6 +30,18 @@ def sample_sphere(key: jax.Array, shape) -> jax.Array:
   return project_to_sphere(jax.random.normal(key, shape))
 
 
+LATENT_PRIORS = ('sphere', 'gaussian')
+
+
+def sample_latents(key: jax.Array, shape, prior: str = 'sphere') -> jax.Array:
+  """Base noise [..., D]: 'sphere' (LPS) or 'gaussian' (only for studies of the prior)."""
+  if prior == 'sphere':
+    return sample_sphere(key, shape)
+  if prior == 'gaussian':
+    return jax.random.normal(key, shape)
+  raise ValueError(f'unknown latent prior {prior!r}; choose from {LATENT_PRIORS}')
+
+
 def sample_times(key: jax.Array, batch_size: int, mean: float = -0.4, std: float = 1.0,
                  equal_fraction: float = 0.75):
   """(t, r) each [B, 1]: logit-normal, sorted so t >= r; a fraction has r := t."""
@@ -56,11 +68,12 @@ def meanflow_target(v, t, r, du_dt):
 
 
 def meanflow_loss(x_pred: XPredFn, observations, actions, key, *, time_mean=-0.4,
-                  time_std=1.0, equal_fraction=0.75, adaptive_power=0.5, adaptive_eps=1e-3):
+                  time_std=1.0, equal_fraction=0.75, adaptive_power=0.5, adaptive_eps=1e-3,
+                  prior='sphere'):
   """Adaptive-weighted MeanFlow BC loss. observations [B, O], actions [B, D] -> (scalar, info)."""
   batch_size, dim = actions.shape
   key_noise, key_time = jax.random.split(key)
-  noise = sample_sphere(key_noise, (batch_size, dim))
+  noise = sample_latents(key_noise, (batch_size, dim), prior)
   t, r = sample_times(key_time, batch_size, time_mean, time_std, equal_fraction)
   z_t = (1.0 - t) * actions + t * noise
   v = noise - actions
@@ -70,6 +83,16 @@ def meanflow_loss(x_pred: XPredFn, observations, actions, key, *, time_mean=-0.4
   weight = jax.lax.stop_gradient(1.0 / (sq_err + adaptive_eps) ** adaptive_power)
   loss = jnp.mean(weight * sq_err)
   return loss, {'flow/loss': loss, 'flow/mse': jnp.mean(sq_err)}
+
+
+def multi_step_action(x_pred: XPredFn, observations, latents, num_steps: int):
+  """Mean-flow sampling in num_steps equal jumps z_r = z_t - (t - r) u(z_t, r, t); [B, D]."""
+  ones = jnp.ones(latents.shape[:-1] + (1,), latents.dtype)
+  z = latents
+  for i in range(num_steps):
+    t, r = 1.0 - i / num_steps, 1.0 - (i + 1) / num_steps
+    z = z - (t - r) * (z - x_pred(observations, z, t * ones, (t - r) * ones))
+  return jnp.clip(z, -1.0, 1.0)
 
 
 def one_step_action(x_pred: XPredFn, observations, latents):

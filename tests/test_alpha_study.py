@@ -42,10 +42,11 @@ def test_toy_fql_large_alpha_stays_conservative(fql_large_alpha):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'Known gap (issue 4, measured): at CPU sizes the one-step MeanFlow decoder maps the 2-D '
-    'latent circle to a curve between the rings, and the deterministic latent actor settles in '
-    'a local basin of that circle (outer ring 0.6 or off-ring), not on the 1.0 arc. strict: '
-    'this test must start failing CI the day LPS reaches the arc, so the marker gets removed.'))
+    'Blocked (issues 2 and 4, measured): with a 2-D action the spherical latent is a circle, and '
+    'for the rotation-invariant rings the exact one-step MeanFlow map sends that circle to one '
+    'radius between the rings (experiments/toy_decoder_study.py: sphere decoders cover the outer '
+    'ring only by unstable symmetry breaking). The latent actor does steer to the arc angle, but '
+    'the decoded radius flips between rings. strict: this fails CI the day LPS reaches the arc.'))
 def test_toy_lps_reaches_arc_above_fql_large_alpha(fql_large_alpha):
   """The study's core claim: LPS (no alpha) reaches the reward-1 arc; FQL at alpha=1000 does not."""
   lps, _ = _train_and_eval('lps')

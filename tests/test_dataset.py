@@ -53,3 +53,13 @@ def test_malformed_transitions_give_one_line_errors(corrupt, message):
   with pytest.raises(dataset_lib.DatasetError, match=message) as info:
     dataset_lib.to_device(transitions, 1, source='my.npz')
   assert 'my.npz' in str(info.value) and '\n' not in str(info.value)
+
+
+def test_toy_rings_outer_fraction():
+  from lps_jax.data import toy
+  for fraction in (0.5, 0.654, 1.0):
+    actions = toy.make_rings_transitions(1000, 0, fraction)['actions']
+    radius = np.linalg.norm(actions, axis=-1)
+    assert abs((radius > 0.65).mean() - fraction) < 2e-3, fraction
+  with pytest.raises(ValueError, match='outer_fraction'):
+    toy.make_rings_transitions(10, 0, 1.5)

@@ -115,3 +115,23 @@ def test_one_step_sampler_reproduces_2d_mixture():
   baseline_distance = _energy_distance(before, reference)
   assert trained_distance < 0.25 * baseline_distance, (trained_distance, baseline_distance)
   assert trained_distance < 0.09, trained_distance
+
+
+def test_multi_step_sampler_with_one_jump_is_the_one_step_action():
+  x_pred = _x_pred(dim=2, obs_dim=1)
+  latents = meanflow.sample_sphere(jax.random.PRNGKey(3), (16, 2))
+  obs = jnp.ones((16, 1))
+  np.testing.assert_allclose(meanflow.multi_step_action(x_pred, obs, latents, 1),
+                             meanflow.one_step_action(x_pred, obs, latents), rtol=1e-6, atol=1e-6)
+  # More jumps evaluate the network at intermediate times, so the result differs.
+  assert not np.allclose(meanflow.multi_step_action(x_pred, obs, latents, 4),
+                         meanflow.one_step_action(x_pred, obs, latents), atol=1e-4)
+
+
+def test_latent_priors():
+  sphere = meanflow.sample_latents(jax.random.PRNGKey(0), (256, 2), 'sphere')
+  np.testing.assert_allclose(np.linalg.norm(sphere, axis=-1), np.sqrt(2), rtol=1e-5)
+  gauss = meanflow.sample_latents(jax.random.PRNGKey(0), (256, 2), 'gaussian')
+  assert np.std(np.linalg.norm(gauss, axis=-1)) > 0.3   # a radial degree of freedom
+  with pytest.raises(ValueError, match='unknown latent prior'):
+    meanflow.sample_latents(jax.random.PRNGKey(0), (4, 2), 'uniform')

@@ -28,10 +28,16 @@ def rings_reward(actions: np.ndarray):
   return reward.astype(np.float32), ~(on_outer | on_inner)
 
 
-def make_rings_transitions(num_samples: int = 10_000, seed: int = 0):
-  """Half inner ring, half outer ring, uniform angles, radial noise RING_NOISE."""
+def make_rings_transitions(num_samples: int = 10_000, seed: int = 0,
+                           outer_fraction: float = 0.5):
+  """outer_fraction of the rows on the outer ring, the rest inner; uniform angles, radial
+  noise RING_NOISE."""
+  if not 0.0 <= outer_fraction <= 1.0:
+    raise ValueError(f'outer_fraction must be in [0, 1], got {outer_fraction}')
   rng = np.random.default_rng(seed)
-  radius = np.where(np.arange(num_samples) % 2 == 0, INNER_RADIUS, OUTER_RADIUS)
+  index = np.arange(num_samples)   # interleaved; 0.5 alternates inner, outer, inner, ...
+  on_outer = np.floor((index + 1) * outer_fraction) > np.floor(index * outer_fraction)
+  radius = np.where(on_outer, OUTER_RADIUS, INNER_RADIUS)
   radius = radius + RING_NOISE * rng.standard_normal(num_samples)
   angle = rng.uniform(-np.pi, np.pi, num_samples)
   actions = np.stack([radius * np.cos(angle), radius * np.sin(angle)], -1).astype(np.float32)
