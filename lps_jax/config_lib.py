@@ -255,6 +255,10 @@ def validate(config, num_devices: int = None) -> None:
   _require(agent.time_std > 0, f'config.agent.time_std must be > 0, got {agent.time_std}')
   _require(0 <= agent.equal_time_fraction <= 1,
            f'config.agent.equal_time_fraction must be in [0, 1], got {agent.equal_time_fraction}')
+  from lps_jax import meanflow  # pylint: disable=g-import-not-at-top
+  _require(agent.latent_prior in meanflow.LATENT_PRIORS,
+           f'config.agent.latent_prior must be one of {meanflow.LATENT_PRIORS}, '
+           f'got {agent.latent_prior!r}')
 
   positive_int('steps_per_call', config.steps_per_call)
   positive_int('num_steps', config.num_steps)

@@ -87,6 +87,10 @@ def test_validate_names_the_key_in_process():
   with pytest.raises(config_lib.ConfigError, match='did you mean config.agent.lr'):
     config_lib.validate(config)
   config = lps_config.get_config('test')
+  config.agent.latent_prior = 'uniform'
+  with pytest.raises(config_lib.ConfigError, match='config.agent.latent_prior'):
+    config_lib.validate(config)
+  config = lps_config.get_config('test')
   config.checkpoint_interval = 3
   with pytest.raises(config_lib.ConfigError, match='checkpoint_interval=3'):
     config_lib.validate(config)

@@ -29,12 +29,16 @@ def base_config() -> ml_collections.ConfigDict:
   config.time_std = 1.0
   config.equal_time_fraction = 0.75   # fraction of the batch with r = t
   config.adaptive_power = 0.5
+  # Base noise of the MeanFlow decoder: 'sphere' (LPS) or 'gaussian' (a prior ablation, as in
+  # the LPS paper; the latent actor still outputs on the sphere of radius sqrt(D)).
+  config.latent_prior = 'sphere'
   return config
 
 
 def meanflow_kwargs(config) -> dict:
   return dict(time_mean=config.time_mean, time_std=config.time_std,
-              equal_fraction=config.equal_time_fraction, adaptive_power=config.adaptive_power)
+              equal_fraction=config.equal_time_fraction, adaptive_power=config.adaptive_power,
+              prior=config.latent_prior)
 
 
 def bind(state: train_state.TrainState, params=None):
