@@ -64,13 +64,16 @@ def _command(spec, run, workdir: str, python: str) -> List[str]:
 
 
 def validate_runs(spec, runs) -> None:
-  """Every run's resolved config through config_lib.validate (one line naming the run)."""
-  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  """Every run's resolved config through config_lib.validate and its task's own checks
+  (tasks.check_config), one line naming the run."""
+  from lps_jax import config_lib, tasks  # pylint: disable=g-import-not-at-top
+  from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   for run in runs:
     try:
       config = spec_lib.run_config(spec, run)
       config_lib.validate(config, num_devices=1)
-    except (LaunchError, config_lib.ConfigError) as e:
+      tasks.check_config(config)
+    except (LaunchError, config_lib.ConfigError, dataset_lib.DatasetError) as e:
       raise LaunchError(f'run {run.name}: {e}') from None
 
 
