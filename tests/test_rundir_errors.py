@@ -50,6 +50,11 @@ BAD_INPUTS = {
     'missing_dataset_dir': (['--config.task=cube-single-play-singletask-task1-v0',
                              '--config.dataset_dir=/nonexistent/ogbench'], {},
                             'dataset directory /nonexistent/ogbench does not exist'),
+    'missing_npz': (['--config.task=npz:/nonexistent/data.npz'], {},
+                    'no such .npz file /nonexistent/data.npz'),
+    'missing_minari_dataset': (['--config.task=minari:nope/none-v0'],
+                               {'MINARI_DATASETS_PATH': '/nonexistent/minari'},
+                               "Minari dataset 'nope/none-v0' not found under /nonexistent"),
     'unknown_flag': (['--num_stepz=3'], {}, "Unknown command line flag 'num_stepz'"),
     'missing_config_file': (['--config=experiments/configs/nope.py'], {}, 'cannot load --config'),
 }
