@@ -254,4 +254,7 @@ def validate(config, num_devices: int = None) -> None:
            f'devices ({num_devices})')
   module = agent_module(agent.agent_name)
   if hasattr(module, 'validate_config'):   # agent-specific ranges (e.g. alpha >= 0)
-    module.validate_config(config.agent)
+    try:
+      module.validate_config(config.agent)
+    except ValueError as e:               # agents do not import config_lib (no cycle)
+      raise ConfigError(str(e)) from None

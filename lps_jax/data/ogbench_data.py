@@ -26,6 +26,7 @@ import sys
 import zipfile
 
 from absl import app, flags
+from absl import logging as absl_logging
 import numpy as np
 
 from lps_jax.data import dataset as dataset_lib
@@ -318,6 +319,7 @@ def summary_lines(arrays, info):
 
 
 def main(argv):
+  absl_logging.set_verbosity(absl_logging.WARNING)   # stderr holds only a real error
   if len(argv) > 1:
     _fail(f'unexpected arguments: {argv[1:]}')
   if not FLAGS.env:
