@@ -15,7 +15,7 @@ Only leaves can vary: keys that change shapes or static structure (hidden dims, 
 batch_size, num_critics, activation, discount, ...) raise SweepError.
 
 CLI (grid x seeds):
-  python -m lps_jax.sweep --config=experiments/configs/lps.py:toy --workdir=runs/sweep \
+  python -m lps_jax.vmap_sweep --config=experiments/configs/lps.py:toy --workdir=runs/sweep \
       --seeds=0,1,2 --sweep='{"agent.lr": [1e-4, 3e-4]}'
 """
 import copy
