@@ -20,5 +20,9 @@ setup(
         'tqdm>=4.60',
         'tensorboardX>=2.6',
     ],
-    extras_require={'test': ['pytest>=7', 'pytest-xdist>=3']},
+    extras_require={
+        'test': ['pytest>=7', 'pytest-xdist>=3'],
+        # --config.task=minari:<dataset_id>; the default storage needs h5py.
+        'minari': ['minari[hdf5]>=0.5'],
+    },
 )

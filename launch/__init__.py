@@ -1,1 +1,1 @@
-"""Sweep launchers: `python -m launch.sweep --spec=launch/examples/toy_grid.py --out=DIR`."""
+"""Sweep launchers: `python -m launch.launcher --spec=launch/examples/toy_grid.py --out=DIR`."""

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lps_jax import agents as agents_lib
-from lps_jax import engine, sweep
+from lps_jax import engine
+from lps_jax import vmap_sweep as sweep
 from lps_jax.data import dataset as dataset_lib
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON = 28, 5, 5       # OGBench cube-single, chunk h = 5

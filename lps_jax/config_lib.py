@@ -189,36 +189,13 @@ def check_keys(config) -> None:
         f'config.agent.agent_name; or the config file is out of date)')
 
 
-def check_task(config) -> None:
-  """toy-rings or a registered OGBench env name; the dataset directory must exist."""
-  import os  # pylint: disable=g-import-not-at-top
-  if config.task == 'toy-rings':
-    return
-  from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
-  hint = f"use 'toy-rings' or an OGBench name such as {ogbench_task_name('cube-single', 1)}"
-  try:
-    env_id, _, _ = ogbench_data.parse_env_name(config.task)
-  except ValueError:
-    raise ConfigError(f'config.task: unknown task {config.task!r}; {hint}') from None
-  import gymnasium  # pylint: disable=g-import-not-at-top
-  import ogbench  # pylint: disable=g-import-not-at-top,unused-import  (registers the envs)
-  if env_id not in gymnasium.registry:
-    raise ConfigError(f'config.task: unknown task {config.task!r} (no OGBench env {env_id!r}); '
-                      f'{hint}')
-  if not config.download:
-    directory = os.path.expanduser(config.dataset_dir or ogbench_data.DEFAULT_DATASET_DIR)
-    _require(os.path.isdir(directory),
-             f'config.dataset_dir: dataset directory {directory} does not exist (point '
-             f'--config.dataset_dir at the folder holding the .npz files, or set '
-             f'--config.download=True)')
-
-
 def validate(config, num_devices: int = None) -> None:
   """Every check that can run before anything is built or written; raises ConfigError.
 
-  Keys (unknown / missing / wrong type), agent and task names, the dataset directory, value
-  ranges, and the batch size against `num_devices` (default: jax.device_count(); the batch is
-  split over the devices).
+  Keys (unknown / missing / wrong type), the agent name, value ranges, and the batch size
+  against `num_devices` (default: jax.device_count(); the batch is split over the devices).
+  Task-specific checks (names, files, optional packages) belong to the task's maker:
+  tasks.check_config(config). This module imports neither the data layer nor parallel.py.
   """
   import math  # pylint: disable=g-import-not-at-top
   _require('agent' in config and 'agent_name' in config.agent,
@@ -264,19 +241,20 @@ def validate(config, num_devices: int = None) -> None:
   positive_int('num_steps', config.num_steps)
   positive_int('eval_episodes', config.eval_episodes)
   positive_int('checkpoint_max_to_keep', config.checkpoint_max_to_keep)
+  # Any values: a run ends with one shorter call, and an interval that does not divide the
+  # call boundaries fires at the first boundary after it falls due (engine.call_lengths).
   for name in ('num_steps', 'log_interval', 'eval_interval', 'checkpoint_interval'):
     minimum = 0 if name == 'checkpoint_interval' else 1
     positive_int(name, config[name], minimum)
-    _require(config[name] % config.steps_per_call == 0,
-             f'config.{name}={config[name]} must be a multiple of config.steps_per_call='
-             f'{config.steps_per_call}')
   if num_devices is None:
     import jax  # pylint: disable=g-import-not-at-top
     num_devices = jax.device_count()
   _require(agent.batch_size % num_devices == 0,
            f'config.agent.batch_size={agent.batch_size} must be divisible by the number of '
            f'devices ({num_devices})')
-  check_task(config)
   module = agent_module(agent.agent_name)
   if hasattr(module, 'validate_config'):   # agent-specific ranges (e.g. alpha >= 0)
-    module.validate_config(config.agent)
+    try:
+      module.validate_config(config.agent)
+    except ValueError as e:               # agents do not import config_lib (no cycle)
+      raise ConfigError(str(e)) from None

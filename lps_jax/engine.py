@@ -38,3 +38,23 @@ def make_train_fn(num_steps: int, step_fn=train_step):
   """jit(train_steps) for a fixed K, donating the agent."""
   return jax.jit(functools.partial(train_steps, num_steps=num_steps, step_fn=step_fn),
                  donate_argnums=(0,))
+
+
+# ---------------------------------------------------------------------------------- schedule
+def call_lengths(start: int, num_steps: int, steps_per_call: int):
+  """Updates per jit call from step `start` to `num_steps`: K, K, ..., then one shorter call
+  for the remainder (so any positive num_steps runs, with at most two compiled lengths).
+
+  call_lengths(0, 10, 4) -> [4, 4, 2]; call_lengths(8, 10, 4) -> [2]; (10, 10, 4) -> [].
+  """
+  full, remainder = divmod(max(num_steps - start, 0), steps_per_call)
+  return [steps_per_call] * full + ([remainder] if remainder else [])
+
+
+def falls_due(previous_step: int, step: int, interval: int) -> bool:
+  """Did a multiple of `interval` fall in (previous_step, step]? (interval 0: never.)
+
+  Calls end on boundaries; an interval that does not divide them fires at the first boundary
+  at or after it falls due (e.g. interval 3, K = 2: at steps 4, 6, 10, 12, ...).
+  """
+  return interval > 0 and step // interval > previous_step // interval

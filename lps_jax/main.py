@@ -31,7 +31,7 @@ import tqdm
 
 from jax.experimental import multihost_utils
 
-from lps_jax import agents, checkpoint, config_lib, metrics_log, parallel, rundir, tasks
+from lps_jax import agents, checkpoint, config_lib, engine, metrics_log, parallel, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import ogbench_data
 
@@ -99,8 +99,9 @@ def make_policy_fn(agent, seed: int):
 
 
 def evaluate(task, agent, config, seed, step, logger, workdir):
-  policy_fn = make_policy_fn(parallel.local_replica(agent), seed)
-  metrics = task.evaluate(policy_fn, config.eval_episodes, seed)
+  agent = parallel.local_replica(agent)
+  policy_fn = make_policy_fn(agent, seed)
+  metrics = tasks.run_evaluation(task, agent, policy_fn, config.eval_episodes, seed)
   logger.write('eval', step, metrics)
   if task.plot is not None:
     task.plot(policy_fn, os.path.join(workdir, f'actions_{step:08d}.png'))
@@ -149,6 +150,7 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
   """
   start_time = time.time()
   config_lib.validate(config)
+  tasks.check_config(config)
   if seed < 0:
     raise UsageError(f'--seed must be >= 0, got {seed}')
   run = rundir.check(workdir, config, seed, resume=resume, overwrite=overwrite)
@@ -203,13 +205,35 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
         logger.close()
 
 
+def progress_postfix(metrics) -> dict:
+  """The progress bar's fields: steps/s and the losses this agent actually reports
+  ('critic/loss' -> critic, 'critic/q_loss' -> critic/q_loss; the total 'loss' only when the
+  agent has no named parts)."""
+  parts = sorted(k for k in metrics if k != 'loss' and k.split('/')[-1].endswith('loss'))
+  names = parts or [k for k in ('loss',) if k in metrics]
+  postfix = {'sps': f"{metrics['steps_per_second']:.0f}"}
+  for name in names:
+    postfix[name[:-len('/loss')] if name.endswith('/loss') else name] = f'{metrics[name]:.3g}'
+  return postfix
+
+
+def _last_step(workdir, stream) -> int:
+  rows = metrics_log.read_rows(workdir, stream)
+  return int(rows[-1]['step']) if rows else 0
+
+
 def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logger, step, workdir,
                 stop, main_process=True):
-  k = config.steps_per_call
-  due = lambda interval: step % interval == 0 or step >= config.num_steps
+  """Calls of steps_per_call updates (the last may be shorter). Log, eval and checkpoint
+  intervals fire at the first call boundary at or after they fall due, and at the end."""
+  train_fns = {config.steps_per_call: train_fn}
+  due = lambda previous, step, interval: (engine.falls_due(previous, step, interval)
+                                          or step >= config.num_steps)
+  can_evaluate = task.has_evaluation and main_process
   train_metrics = logger.last_row('train')
   eval_metrics = logger.last_row('eval')
-  if step and due(config.eval_interval) and not logger.has_row('eval', step):
+  if (step and can_evaluate and not logger.has_row('eval', step)
+      and due(_last_step(workdir, 'eval'), step, config.eval_interval)):
     eval_metrics = evaluate(task, agent, config, seed, step, logger, workdir)  # killed mid-eval
   bar = tqdm.tqdm(total=config.num_steps, initial=step, disable=not progress, unit='step',
                   dynamic_ncols=True)
@@ -219,9 +243,11 @@ def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logge
     raise Preempted(f'SIGTERM before training resumed (step {step}); '
                     + (f'last checkpoint {ckpt.path(last)}; ' if last is not None else '')
                     + 'rerun the same command with --resume to continue')
-  while step < config.num_steps:
-    agent, device_metrics = train_fn(agent, data)
-    step += k
+  for k in engine.call_lengths(step, config.num_steps, config.steps_per_call):
+    if k not in train_fns:              # the shorter last call: compiled once
+      train_fns[k] = parallel.make_agent_train_fn(k)
+    agent, device_metrics = train_fns[k](agent, data)
+    previous, step = step, step + k
     window_steps += k
     _inject_fault(step)
     metrics = metrics_log.to_floats(jax.device_get(device_metrics))
@@ -234,23 +260,21 @@ def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logge
       raise Diverged(f'{bad[0]} = {bad[1]} in the {k} updates ending at step {step}; training '
                      f'stopped; {where}')
     bar.update(k)
-    if due(config.log_interval):
+    if due(previous, step, config.log_interval):
       elapsed = time.perf_counter() - window_start
       metrics['steps_per_second'] = window_steps / max(elapsed, 1e-9)
       window_start, window_steps = time.perf_counter(), 0
       train_metrics = metrics
       logger.write('train', step, metrics)
-      bar.set_postfix({'sps': f"{metrics['steps_per_second']:.0f}",
-                       'critic': f"{metrics.get('critic/loss', float('nan')):.3g}"})
-    interval = config.checkpoint_interval
-    if (interval and step % interval == 0) or step >= config.num_steps or stop.requested:
+      bar.set_postfix(progress_postfix(metrics))
+    if due(previous, step, config.checkpoint_interval) or stop.requested:
       ckpt.save(step, agent)
     if stop.requested:
       ckpt.wait()
       logger.flush()
       raise Preempted(f'SIGTERM at step {step}: saved checkpoint {ckpt.path(step)}; rerun the '
                       f'same command with --resume to continue')
-    if due(config.eval_interval) and main_process:
+    if can_evaluate and due(previous, step, config.eval_interval):
       eval_metrics = evaluate(task, agent, config, seed, step, logger, workdir)
       bar.write(f'step {step}: '
                 + ', '.join(f'{name}={v:.3f}' for name, v in eval_metrics.items()))

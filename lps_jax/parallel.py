@@ -209,9 +209,18 @@ def data_parallel_setup(agent, data: dataset_lib.DeviceDataset, steps_per_call: 
   and no mesh, else agent and dataset replicated on `mesh` (default: all devices on 'data')
   and the data-parallel train_fn. Call after restoring a checkpoint into the agent."""
   if mesh is None and jax.device_count() == 1:
-    return agent, data, engine.make_train_fn(steps_per_call)
+    return agent, data, make_agent_train_fn(steps_per_call)
   mesh = make_mesh() if mesh is None else mesh
   check_sizes(mesh, agent.config.batch_size)
   return (put_agent(agent, mesh), put_dataset(data, mesh),
-          make_train_fn(steps_per_call, mesh))
+          make_agent_train_fn(steps_per_call, mesh))
+
+
+def make_agent_train_fn(num_steps: int, mesh: Optional[Mesh] = None):
+  """The train_fn data_parallel_setup returns, for any number of updates per call (e.g. the
+  shorter last call of a run): the engine's on one device without a mesh, else data-parallel
+  on `mesh` (default: all devices on 'data', the same mesh data_parallel_setup makes)."""
+  if mesh is None and jax.device_count() == 1:
+    return engine.make_train_fn(num_steps)
+  return make_train_fn(num_steps, make_mesh() if mesh is None else mesh)
 

@@ -1,28 +1,29 @@
-"""Tasks: a dataset of transitions plus a way to evaluate a policy on it.
+"""Tasks by name: a small registry of task makers keyed by name or prefix.
 
-A policy is `policy_fn(observations [B, O]) -> actions [B, D]` (numpy in, numpy out, D the
-flattened chunk), deterministic or carrying its own RNG.
+    config.task                          maker
+    toy-rings                            the 2-D two-rings bandit (below)
+    <OGBench name> | ogbench:<name>      lps_jax.data.ogbench_task   (e.g. cube-single-play-
+                                         singletask-task1-v0; bare names default to OGBench)
+    minari:<dataset_id>                  lps_jax.data.minari_task    (local Minari root)
+    npz:<path>                           lps_jax.data.npz_task       (a plain .npz, no env)
+
+Each entry has `make(config, name) -> Task` and `check(config, name)`, the task's own
+validation (raises config_lib.ConfigError / DatasetError before anything is built or written).
+`name` is config.task without its prefix. Maker modules import lps_jax.data.task, never this
+module, so there is no import cycle; a new task family is one entry in MAKERS.
 """
 import dataclasses
-from typing import Callable, Dict, Optional
+import importlib
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from lps_jax import config_lib
 from lps_jax.data import toy
+from lps_jax.data.task import Task, run_evaluation  # pylint: disable=unused-import  (re-exported)
 
 TOY_TASK = 'toy-rings'
-
-
-@dataclasses.dataclass
-class Task:
-  name: str
-  transitions: Dict[str, np.ndarray]
-  observation_dim: int
-  action_dim: int                        # per env step; the agent acts on horizon * this
-  # (policy_fn, num_episodes, seed) -> metrics
-  evaluate: Callable[[Callable, int, int], Dict[str, float]]
-  # (policy_fn, path) -> writes a picture of the policy, or None
-  plot: Optional[Callable[[Callable, str], None]] = None
+DEFAULT_PREFIX = 'ogbench'      # a bare name that is not registered is an OGBench env name
 
 
 def make_toy_task(num_samples: int = 10_000, seed: int = 0) -> Task:
@@ -41,9 +42,57 @@ def make_toy_task(num_samples: int = 10_000, seed: int = 0) -> Task:
   return Task(TOY_TASK, transitions, toy.OBSERVATION_DIM, toy.ACTION_DIM, evaluate, plot)
 
 
+# ---------------------------------------------------------------------------------- registry
+@dataclasses.dataclass(frozen=True)
+class TaskMaker:
+  make: Callable[..., Task]              # (config, name) -> Task
+  check: Callable[..., None]             # (config, name) -> None, raises on bad config
+
+
+def _from_module(module: str) -> TaskMaker:
+  """A maker whose make_task / check_config live in `module`, imported on first use."""
+  load = lambda: importlib.import_module(module)
+  return TaskMaker(make=lambda config, name: load().make_task(config, name),
+                   check=lambda config, name: load().check_config(config, name))
+
+
+def _no_check(config, name) -> None:
+  del config, name
+
+
+MAKERS: Dict[str, TaskMaker] = {
+    TOY_TASK: TaskMaker(make=lambda config, name: make_toy_task(), check=_no_check),
+    'ogbench': _from_module('lps_jax.data.ogbench_task'),
+    'minari': _from_module('lps_jax.data.minari_task'),
+    'npz': _from_module('lps_jax.data.npz_task'),
+}
+
+
+def resolve(task_name: str) -> Tuple[str, str]:
+  """config.task -> (registry key, name for the maker).
+
+  'toy-rings' -> ('toy-rings', 'toy-rings'); 'minari:D4RL/door/human-v2' ->
+  ('minari', 'D4RL/door/human-v2'); 'cube-single-play-singletask-task1-v0' -> ('ogbench', same).
+  """
+  if task_name in MAKERS:
+    return task_name, task_name
+  prefix, sep, rest = task_name.partition(':')
+  if sep and prefix in MAKERS:
+    return prefix, rest
+  if sep:
+    raise config_lib.ConfigError(
+        f'config.task: unknown task prefix {prefix!r} in {task_name!r}; choose from '
+        f'{sorted(k for k in MAKERS if k != TOY_TASK)} (as prefix:<name>) or {TOY_TASK!r}')
+  return DEFAULT_PREFIX, task_name
+
+
+def check_config(config) -> None:
+  """The task's own checks (names, files, optional packages); run after config_lib.validate."""
+  key, name = resolve(config.task)
+  MAKERS[key].check(config, name)
+
+
 def make_task(config) -> Task:
-  """The task named by config.task: 'toy-rings' or an OGBench single-task env name."""
-  if config.task == TOY_TASK:
-    return make_toy_task()
-  from lps_jax.data import ogbench_task  # pylint: disable=g-import-not-at-top
-  return ogbench_task.make_ogbench_task(config)
+  """The task named by config.task (see the table above)."""
+  key, name = resolve(config.task)
+  return MAKERS[key].make(config, name)

@@ -23,7 +23,8 @@ if len(sys.argv) > 2:                      # multi-process: initialise before an
 
 import jax  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
-from lps_jax import config_lib, engine, parallel, sweep, tasks  # pylint: disable=g-import-not-at-top
+from lps_jax import config_lib, engine, parallel, tasks  # pylint: disable=g-import-not-at-top
+from lps_jax import vmap_sweep as sweep  # pylint: disable=g-import-not-at-top
 from lps_jax.agents import lps  # pylint: disable=g-import-not-at-top
 from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from launch import spec as spec_lib
-from launch import sweep as sweep_lib
+from launch import launcher as sweep_lib
 from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def write_spec(path, text=TINY_SPEC):
 
 
 def launcher(*args):
-  return subprocess.Popen([sys.executable, '-m', 'launch.sweep', *args], cwd=REPO, env=cli_env(),
+  return subprocess.Popen([sys.executable, '-m', 'launch.launcher', *args], cwd=REPO, env=cli_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -50,6 +50,11 @@ BAD_INPUTS = {
     'missing_dataset_dir': (['--config.task=cube-single-play-singletask-task1-v0',
                              '--config.dataset_dir=/nonexistent/ogbench'], {},
                             'dataset directory /nonexistent/ogbench does not exist'),
+    'missing_npz': (['--config.task=npz:/nonexistent/data.npz'], {},
+                    'no such .npz file /nonexistent/data.npz'),
+    'missing_minari_dataset': (['--config.task=minari:nope/none-v0'],
+                               {'MINARI_DATASETS_PATH': '/nonexistent/minari'},
+                               "Minari dataset 'nope/none-v0' not found under /nonexistent"),
     'unknown_flag': (['--num_stepz=3'], {}, "Unknown command line flag 'num_stepz'"),
     'missing_config_file': (['--config=experiments/configs/nope.py'], {}, 'cannot load --config'),
 }
@@ -91,8 +96,8 @@ def test_validate_names_the_key_in_process():
   with pytest.raises(config_lib.ConfigError, match='config.agent.latent_prior'):
     config_lib.validate(config)
   config = lps_config.get_config('test')
-  config.checkpoint_interval = 3
-  with pytest.raises(config_lib.ConfigError, match='checkpoint_interval=3'):
+  config.checkpoint_interval = -1     # any value >= 0 runs (intervals need not divide K)
+  with pytest.raises(config_lib.ConfigError, match='config.checkpoint_interval must be'):
     config_lib.validate(config)
 
 

@@ -146,10 +146,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def validate_config(config) -> None:
-  """FQL-specific ranges (called by config_lib.validate)."""
-  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  """FQL-specific ranges; ValueError, which config_lib.validate reports as a ConfigError."""
   if not config.alpha >= 0:
-    raise config_lib.ConfigError(f'config.agent.alpha must be >= 0, got {config.alpha}')
+    raise ValueError(f'config.agent.alpha must be >= 0, got {config.alpha}')
   if not (isinstance(config.flow_steps, int) and config.flow_steps >= 1):
-    raise config_lib.ConfigError(f'config.agent.flow_steps must be an integer >= 1, got '
+    raise ValueError(f'config.agent.flow_steps must be an integer >= 1, got '
                                  f'{config.flow_steps!r}')

@@ -214,12 +214,11 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def validate_config(config) -> None:
-  """L-AWR-specific ranges (called by config_lib.validate)."""
-  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  """L-AWR-specific ranges; ValueError, which config_lib.validate reports as a ConfigError."""
 
   def require(ok, message):
     if not ok:
-      raise config_lib.ConfigError(message)
+      raise ValueError(message)
 
   require(isinstance(config.flow_steps, int) and config.flow_steps >= 0,
           f'config.agent.flow_steps must be an integer >= 0, got {config.flow_steps!r}')

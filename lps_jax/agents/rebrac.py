@@ -121,11 +121,10 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def validate_config(config) -> None:
-  """ReBRAC-specific ranges (called by config_lib.validate)."""
-  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  """ReBRAC-specific ranges; ValueError, which config_lib.validate reports as a ConfigError."""
   for name in ('alpha_actor', 'alpha_critic', 'target_noise', 'target_noise_clip'):
     if not config[name] >= 0:
-      raise config_lib.ConfigError(f'config.agent.{name} must be >= 0, got {config[name]}')
+      raise ValueError(f'config.agent.{name} must be >= 0, got {config[name]}')
   if not (isinstance(config.actor_freq, int) and config.actor_freq >= 1):
-    raise config_lib.ConfigError(f'config.agent.actor_freq must be an integer >= 1, got '
+    raise ValueError(f'config.agent.actor_freq must be an integer >= 1, got '
                                  f'{config.actor_freq!r}')

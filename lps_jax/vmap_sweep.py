@@ -15,7 +15,7 @@ Only leaves can vary: keys that change shapes or static structure (hidden dims, 
 batch_size, num_critics, activation, discount, ...) raise SweepError.
 
 CLI (grid x seeds):
-  python -m lps_jax.sweep --config=experiments/configs/lps.py:toy --workdir=runs/sweep \
+  python -m lps_jax.vmap_sweep --config=experiments/configs/lps.py:toy --workdir=runs/sweep \
       --seeds=0,1,2 --sweep='{"agent.lr": [1e-4, 3e-4]}'
 """
 import copy
@@ -229,18 +229,20 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
   members = [{'seed': int(m.get('seed', seed)), **{k: v for k, v in m.items() if k != 'seed'}}
              for m in members]
   config_lib.validate(config)
+  tasks.check_config(config)
   task = tasks.make_task(config)
   chunk_dim = config.agent.horizon * task.action_dim
   agents, configs = create_stacked_agents(config, members, task.observation_dim, chunk_dim)
   data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
   num_members = len(members)
   if mesh is None:
-    train_fn = make_vmapped_train_fn(config.steps_per_call)
+    make_train_fn = make_vmapped_train_fn
   else:
     parallel.check_sizes(mesh, config.agent.batch_size, num_members)
     agents = parallel.put_agent(agents, mesh, stacked=True)
     data = parallel.put_dataset(data, mesh)
-    train_fn = parallel.make_train_fn(config.steps_per_call, mesh, stacked=True)
+    make_train_fn = lambda k: parallel.make_train_fn(k, mesh, stacked=True)
+  train_fns = {}                    # updates per call -> jitted fn (K, and a shorter last call)
 
   writer = mesh is None or parallel.is_main_process()
   loggers = []
@@ -260,12 +262,14 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
   train_rows = [{} for _ in members]
   eval_rows = [{} for _ in members]
   window_start, window_steps = time.perf_counter(), 0
-  while step < config.num_steps:
-    agents, metrics = train_fn(agents, data)
-    step += config.steps_per_call
-    window_steps += config.steps_per_call
+  for k in engine.call_lengths(0, config.num_steps, config.steps_per_call):
+    if k not in train_fns:
+      train_fns[k] = make_train_fn(k)
+    agents, metrics = train_fns[k](agents, data)
+    previous, step = step, step + k
+    window_steps += k
     last = step >= config.num_steps
-    if step % config.log_interval == 0 or last:
+    if engine.falls_due(previous, step, config.log_interval) or last:
       metrics = parallel.fetch(metrics) if mesh is not None else jax.device_get(metrics)
       rate = window_steps / max(time.perf_counter() - window_start, 1e-9)
       window_start, window_steps = time.perf_counter(), 0
@@ -277,12 +281,14 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
       if progress:
         print(f'step {step}: {rate:.0f} steps/s per member, {rate * num_members:.0f} '
               'agent-steps/s', file=sys.stderr)
-    if evaluate and (step % config.eval_interval == 0 or last):
+    if (evaluate and task.has_evaluation
+        and (engine.falls_due(previous, step, config.eval_interval) or last)):
       host_agents = parallel.fetch(agents) if mesh is not None else agents
       for i in range(num_members):
         member_agent = unstack(host_agents, i)
-        eval_rows[i] = task.evaluate(_policy_fn(member_agent, members[i]['seed']),
-                                     config.eval_episodes, members[i]['seed'])
+        eval_rows[i] = tasks.run_evaluation(
+            task, member_agent, _policy_fn(member_agent, members[i]['seed']),
+            config.eval_episodes, members[i]['seed'])
         if writer:
           loggers[i].write('eval', step, eval_rows[i])
       if progress:

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from lps_jax import agents, engine, sweep, tasks
+from lps_jax import agents, engine, tasks
+from lps_jax import vmap_sweep as sweep
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import toy
 from experiments.configs import lps as lps_config
@@ -116,7 +117,7 @@ def test_members_are_grid_times_seeds():
 
 def test_cli_reports_static_key_in_one_line(tmp_path):
   result = subprocess.run(
-      [sys.executable, '-m', 'lps_jax.sweep', '--config=experiments/configs/lps.py:test',
+      [sys.executable, '-m', 'lps_jax.vmap_sweep', '--config=experiments/configs/lps.py:test',
        f'--workdir={tmp_path}', '--seeds=0,1', '--sweep={"agent.horizon": [1, 2]}'],
       cwd=REPO, capture_output=True, text=True, timeout=60,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
