@@ -86,9 +86,11 @@ def members_of(name: str, alphas: Sequence[float], seeds: Sequence[int]) -> List
 def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequence[int],
               agent_names: Sequence[str], num_steps: int, steps_per_call: int = 500,
               hidden_dims: Sequence[int] = (), eval_episodes: Optional[int] = None,
-              variant: str = 'toy', batch_size: Optional[int] = None, log=print) -> List[Dict]:
+              variant: str = 'toy', batch_size: Optional[int] = None, log=print,
+              toy_reward: Optional[Dict[str, float]] = None) -> List[Dict]:
   """Train every (agent, alpha, seed) -- one vmapped program per agent -- and write CSV / JSON /
-  plots; return the result rows."""
+  plots; return the result rows. toy_reward: a toy variant's reward settings (toy.ring_reward
+  keywords: peak_width, support_band, radial_bonus)."""
   os.makedirs(workdir, exist_ok=True)
   configs = {n: agent_run_config(n, base_config, variant, hidden_dims, batch_size)
              for n in agent_names}
@@ -100,11 +102,15 @@ def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequenc
     c.num_steps, c.steps_per_call = num_steps, steps_per_call
     c.log_interval = c.eval_interval = num_steps
     config_lib.validate(c)
-  task = tasks.make_task(first)
+  if first.task == tasks.TOY_TASK and toy_reward:
+    task = tasks.make_toy_task(**toy_reward)
+  else:
+    task = tasks.make_task(first)
   is_toy = task.name == tasks.TOY_TASK
   rows, scatters = [], {}
   with open(os.path.join(workdir, 'study_config.json'), 'w') as f:
     json.dump({'alphas': list(alphas), 'seeds': list(seeds), 'agents': list(agent_names),
+               'toy_reward': toy_reward or {},
                'num_steps': num_steps, 'configs': {n: c.to_dict() for n, c in configs.items()}},
               f, indent=2, default=str)
   plot_contexts = np.repeat(np.asarray(tasks.PLOT_CONTEXTS, np.float32), 32)[:, None]
@@ -258,9 +264,25 @@ def _define_flags():
   flags.DEFINE_list('hidden_dims', [], 'Override every network\'s hidden sizes, e.g. 128,128.')
   flags.DEFINE_integer('batch_size', None, 'Override every agent\'s batch size.')
   flags.DEFINE_integer('eval_episodes', None, 'Override the evaluation episodes / toy samples.')
+  flags.DEFINE_float('toy_peak_width', None, 'Toy variant: reward peak width (degrees; 30).')
+  flags.DEFINE_float('toy_support_band', None, 'Toy variant: ring half-width (0.25).')
+  flags.DEFINE_float('toy_radial_bonus', None, 'Toy variant: outward reward bonus (0.1).')
   config_flags.DEFINE_config_file('config', None, 'Optional run config whose task and sizes are '
                                   'used for every agent (implies --task=ogbench if not toy).',
                                   lock_config=False)
+
+
+def toy_reward_flags() -> Dict[str, float]:
+  """The toy variant named by --toy_peak_width / --toy_support_band / --toy_radial_bonus."""
+  names = {'toy_peak_width': 'peak_width', 'toy_support_band': 'support_band',
+           'toy_radial_bonus': 'radial_bonus'}
+  reward = {key: FLAGS[flag].value for flag, key in names.items() if FLAGS[flag].value is not None}
+  limits = {'peak_width': (0.0, 180.0), 'support_band': (0.0, 0.7), 'radial_bonus': (0.0, 0.1)}
+  for key, value in reward.items():
+    low, high = limits[key]
+    if not low < value <= high:
+      raise app.UsageError(f'--toy_{key}={value} must be in ({low}, {high}]')
+  return reward
 
 
 def main(argv):
@@ -279,7 +301,7 @@ def main(argv):
     run_study(base, FLAGS.workdir, [float(a) for a in FLAGS.alphas],
               [int(s) for s in FLAGS.seeds], FLAGS.agents, FLAGS.num_steps,
               FLAGS.steps_per_call, [int(h) for h in FLAGS.hidden_dims], FLAGS.eval_episodes,
-              variant, FLAGS.batch_size)
+              variant, FLAGS.batch_size, toy_reward=toy_reward_flags())
   except (config_lib.ConfigError, dataset_lib.DatasetError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
