@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 
-from lps_jax import agents, config_lib, engine, tasks
+from lps_jax import config_lib, tasks, toy_study
 from lps_jax.agents import dsrl, fql, lps, rebrac
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import toy
@@ -75,55 +75,22 @@ def agent_run_config(name: str, base=None, variant: str = 'toy', hidden_dims: Se
 
 
 # --------------------------------------------------------------------------- training
-class AgentRunner:
-  """Creates, trains and evaluates one agent type; compiles its fused update only once.
-
-  `create` is jitted: every agent it returns carries the same static parts (optimiser and
-  apply closures), so the train fn compiled for the first (alpha, seed) serves all others.
-  """
-
-  def __init__(self, name: str, config, task: tasks.Task, data: dataset_lib.DeviceDataset,
-               steps_per_call: int):
-    self.name, self.config, self.task, self.data = name, config, task, data
-    agent_cls = agents.get_agent_class(name)
-    chunk_dim = config.agent.horizon * task.action_dim
-    self._create = jax.jit(
-        lambda seed: agent_cls.create(seed, task.observation_dim, chunk_dim, config.agent))
-    self.train_fn = engine.make_train_fn(steps_per_call)
-    self.steps_per_call = steps_per_call
-    self.sample_fn = jax.jit(lambda agent, obs, key: agent.sample_actions(obs, key))
-
-  def fresh(self, seed: int, alpha: Optional[float] = None):
-    agent = self._create(seed)
-    if alpha is not None:
-      agent = agent.replace(hparams={**agent.hparams,
-                                     ALPHA_HPARAM[self.name]: jnp.float32(alpha)})
-    return agent
-
-  def train(self, agent, num_steps: int):
-    if num_steps % self.steps_per_call:
-      raise ValueError(f'num_steps={num_steps} is not a multiple of steps_per_call='
-                       f'{self.steps_per_call}')
-    info = {}
-    for _ in range(num_steps // self.steps_per_call):
-      agent, info = self.train_fn(agent, self.data)
-    return agent, {k: float(v) for k, v in info.items()}
-
-  def policy_fn(self, agent, seed: int):
-    key = [jax.random.PRNGKey(seed + 1_000_003)]
-
-    def policy(observations):
-      key[0], sub = jax.random.split(key[0])
-      return np.asarray(self.sample_fn(agent, jnp.asarray(observations, jnp.float32), sub))
-
-    return policy
+def members_of(name: str, alphas: Sequence[float], seeds: Sequence[int]) -> List[dict]:
+  """One vmapped program per agent: alpha x seed members (alpha-free agents: seeds only)."""
+  if name not in ALPHA_HPARAM:
+    return [{'seed': int(s)} for s in seeds]
+  return [{'seed': int(s), f'agent.{ALPHA_HPARAM[name]}': float(a)} for a in alphas
+          for s in seeds]
 
 
 def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequence[int],
               agent_names: Sequence[str], num_steps: int, steps_per_call: int = 500,
               hidden_dims: Sequence[int] = (), eval_episodes: Optional[int] = None,
-              variant: str = 'toy', batch_size: Optional[int] = None, log=print) -> List[Dict]:
-  """Train every (agent, alpha, seed); write CSV / JSON / plots; return the result rows."""
+              variant: str = 'toy', batch_size: Optional[int] = None, log=print,
+              toy_reward: Optional[Dict[str, float]] = None) -> List[Dict]:
+  """Train every (agent, alpha, seed) -- one vmapped program per agent -- and write CSV / JSON /
+  plots; return the result rows. toy_reward: a toy variant's reward settings (toy.ring_reward
+  keywords: peak_width, support_band, radial_bonus)."""
   os.makedirs(workdir, exist_ok=True)
   configs = {n: agent_run_config(n, base_config, variant, hidden_dims, batch_size)
              for n in agent_names}
@@ -135,36 +102,37 @@ def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequenc
     c.num_steps, c.steps_per_call = num_steps, steps_per_call
     c.log_interval = c.eval_interval = num_steps
     config_lib.validate(c)
-  task = tasks.make_task(first)
+  if first.task == tasks.TOY_TASK and toy_reward:
+    task = tasks.make_toy_task(**toy_reward)
+  else:
+    task = tasks.make_task(first)
   is_toy = task.name == tasks.TOY_TASK
-  data_by_horizon = {}
   rows, scatters = [], {}
   with open(os.path.join(workdir, 'study_config.json'), 'w') as f:
     json.dump({'alphas': list(alphas), 'seeds': list(seeds), 'agents': list(agent_names),
+               'toy_reward': toy_reward or {},
                'num_steps': num_steps, 'configs': {n: c.to_dict() for n, c in configs.items()}},
               f, indent=2, default=str)
+  plot_contexts = np.repeat(np.asarray(tasks.PLOT_CONTEXTS, np.float32), 32)[:, None]
   for name in agent_names:
     config = configs[name]
-    horizon = config.agent.horizon
-    if horizon not in data_by_horizon:
-      data_by_horizon[horizon] = dataset_lib.to_device(task.transitions, horizon, source=task.name)
-    runner = AgentRunner(name, config, task, data_by_horizon[horizon], steps_per_call)
-    for alpha in (alphas if name in ALPHA_HPARAM else [None]):
-      for seed in seeds:
-        start = time.perf_counter()
-        agent, train_info = runner.train(runner.fresh(seed, alpha), num_steps)
-        policy = runner.policy_fn(agent, seed)
-        metrics = task.evaluate(policy, config.eval_episodes, seed)
-        row = {'agent': name, 'alpha': '' if alpha is None else alpha, 'seed': seed,
-               **{k: float(v) for k, v in metrics.items()},
-               'critic_loss': train_info.get('critic/loss', float('nan')),
-               'seconds': time.perf_counter() - start}
-        rows.append(row)
-        log(f'{name:7s} alpha={row["alpha"]!s:7s} seed={seed} ' + ' '.join(
-            f'{k}={v:.3f}' for k, v in metrics.items()) + f' ({row["seconds"]:.1f}s)')
-        if is_toy and seed == seeds[0]:
-          obs = np.ones((256, task.observation_dim), np.float32)
-          scatters[(name, alpha)] = np.asarray(policy(obs))[:, :task.action_dim]
+    runs = toy_study.train_members(config, members_of(name, alphas, seeds), task, num_steps)
+    metrics = toy_study.evaluate_members(runs, task, config.eval_episodes)
+    if is_toy:
+      actions = toy_study.member_actions(runs, plot_contexts)[..., :toy.ACTION_DIM]
+    for index, (member, member_metrics) in enumerate(zip(runs.members, metrics)):
+      alpha = member.get(f'agent.{ALPHA_HPARAM.get(name)}', '')
+      row = {'agent': name, 'alpha': alpha, 'seed': member['seed'],
+             **{k: float(v) for k, v in member_metrics.items()},
+             'critic_loss': float(runs.train_metrics.get('critic/loss',
+                                                         np.full(len(metrics), np.nan))[index]),
+             'seconds': runs.seconds / len(metrics)}
+      rows.append(row)
+      log(f'{name:7s} alpha={row["alpha"]!s:7s} seed={member["seed"]} ' + ' '.join(
+          f'{k}={v:.3f}' for k, v in member_metrics.items()))
+      if is_toy and member['seed'] == seeds[0]:
+        scatters[(name, alpha if alpha != '' else None)] = actions[index]
+    log(f'{name}: {len(metrics)} members in one program, {runs.seconds:.1f}s')
   write_csv(os.path.join(workdir, 'results.csv'), rows)
   summary = summarize(rows)
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
@@ -273,7 +241,9 @@ def plot_action_grid(path: str, dataset_actions, scatters: Dict, alphas: Sequenc
     r = reward.get((name, alpha))
     title = name + ('' if alpha is None else f' a={alpha:g}') + (
         '' if r is None else f'\nreward {r:.2f}')
-    toy.plot_actions(None, dataset_actions, scatters[(name, alpha)], title=title, ax=ax)
+    actions = scatters[(name, alpha)].reshape(len(tasks.PLOT_CONTEXTS), -1, toy.ACTION_DIM)
+    toy.plot_context_actions(ax, dataset_actions, tasks.PLOT_CONTEXTS, actions)
+    ax.set_title(title, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
@@ -284,19 +254,35 @@ def _define_flags():
   """CLI flags (defined only when run as a script, so tests can import this module)."""
   flags.DEFINE_string('workdir', None, 'Output folder (CSV, plots, JSON).')
   flags.DEFINE_list('alphas', [str(a) for a in DEFAULT_ALPHAS], 'Alpha grid (comma-separated).')
-  flags.DEFINE_integer('num_steps', 3000, 'Training steps per run.')
+  flags.DEFINE_integer('num_steps', 4000, 'Training steps per run.')
   flags.DEFINE_integer('steps_per_call', 500, 'Fused updates per jit call (divides num_steps).')
   flags.DEFINE_enum('task', 'toy', ['toy', 'ogbench'],
-                    'toy: the two-rings bandit; ogbench: the task of --config (default '
+                    'toy: the contextual one-ring bandit; ogbench: the task of --config (default '
                     'experiments/configs/fql.py:ogbench_small).')
   flags.DEFINE_list('seeds', ['0'], 'Seeds (comma-separated).')
   flags.DEFINE_list('agents', ['fql', 'rebrac', 'lps', 'dsrl'], 'Agents to run.')
   flags.DEFINE_list('hidden_dims', [], 'Override every network\'s hidden sizes, e.g. 128,128.')
   flags.DEFINE_integer('batch_size', None, 'Override every agent\'s batch size.')
   flags.DEFINE_integer('eval_episodes', None, 'Override the evaluation episodes / toy samples.')
+  flags.DEFINE_float('toy_peak_width', None, 'Toy variant: reward peak width (degrees; 30).')
+  flags.DEFINE_float('toy_support_band', None, 'Toy variant: ring half-width (0.25).')
+  flags.DEFINE_float('toy_radial_bonus', None, 'Toy variant: outward reward bonus (0.1).')
   config_flags.DEFINE_config_file('config', None, 'Optional run config whose task and sizes are '
                                   'used for every agent (implies --task=ogbench if not toy).',
                                   lock_config=False)
+
+
+def toy_reward_flags() -> Dict[str, float]:
+  """The toy variant named by --toy_peak_width / --toy_support_band / --toy_radial_bonus."""
+  names = {'toy_peak_width': 'peak_width', 'toy_support_band': 'support_band',
+           'toy_radial_bonus': 'radial_bonus'}
+  reward = {key: FLAGS[flag].value for flag, key in names.items() if FLAGS[flag].value is not None}
+  limits = {'peak_width': (0.0, 180.0), 'support_band': (0.0, 0.7), 'radial_bonus': (0.0, 0.1)}
+  for key, value in reward.items():
+    low, high = limits[key]
+    if not low < value <= high:
+      raise app.UsageError(f'--toy_{key}={value} must be in ({low}, {high}]')
+  return reward
 
 
 def main(argv):
@@ -315,7 +301,7 @@ def main(argv):
     run_study(base, FLAGS.workdir, [float(a) for a in FLAGS.alphas],
               [int(s) for s in FLAGS.seeds], FLAGS.agents, FLAGS.num_steps,
               FLAGS.steps_per_call, [int(h) for h in FLAGS.hidden_dims], FLAGS.eval_episodes,
-              variant, FLAGS.batch_size)
+              variant, FLAGS.batch_size, toy_reward=toy_reward_flags())
   except (config_lib.ConfigError, dataset_lib.DatasetError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -1,12 +1,13 @@
-"""Does DSRL's latent critic give the right steering gradient? (toy task, 2-D latent)
+"""Does DSRL's latent critic give the right steering gradient? (LPS paper Fig. 3; toy, 2-D latent)
 
-Trains DSRL (noise-aliased) on the two-rings toy task, then walks the latent circle
-z(theta) = sqrt(2) (cos theta, sin theta) (the whole spherical prior for D = 2) and compares
+Trains DSRL (noise-aliased) on the contextual one-ring toy task, then, at each of a few
+contexts c, walks the latent circle z(theta) = sqrt(2) (cos theta, sin theta) (the whole
+spherical prior for D = 2) and compares
   g_W(theta) = grad_z Q^W(s, z)                    what DSRL's latent actor follows
   g_A(theta) = grad_z Qbar^A(s, pi_beta(s, z))     what LPS's latent actor follows
 (ensemble means) after projecting both onto the sphere's tangent space at z:
   g -> g - (g . z) z / |z|^2.
-Summary numbers (JSON):
+Summary numbers (JSON; over all contexts, and per context under 'contexts'):
   mean_cosine     mean over angles of cos(g_W, g_A) (tangent-projected). For D = 2 the tangent
                   space is a line, so each cosine is +-1 (the two derivatives along the circle
                   agree or disagree in sign); angles where either projected norm is ~0 are skipped.
@@ -14,24 +15,19 @@ Summary numbers (JSON):
                   gradient size (= the correlation of the two tangential derivatives around 0).
   value_corr      Pearson correlation of Q^W(z) and Qbar^A(pi_beta(z)) along the circle.
 
-  python experiments/latent_grad_study.py --workdir=/tmp/latent_grad --num_steps=3000
+  python experiments/latent_grad_study.py --workdir=/tmp/latent_grad --num_steps=4000
 Writes latent_grad.png (values and tangential derivatives vs angle) and latent_grad.json.
 """
 import json
 import os
-import sys
 
 from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import alpha_sensitivity as study  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from lps_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lps_jax.data import toy  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lps_jax import tasks, toy_study
+from lps_jax.data import toy
 
 FLAGS = flags.FLAGS
 
@@ -41,9 +37,10 @@ def tangent(g: jax.Array, z: jax.Array) -> jax.Array:
   return g - jnp.sum(g * z, -1, keepdims=True) * z / jnp.sum(z * z, -1, keepdims=True)
 
 
-def latent_gradients(agent, latents: jax.Array):
-  """Values and tangent-projected gradients of Q^W and Qbar^A o pi_beta at latents [N, D]."""
-  obs = jnp.ones((latents.shape[0], 1), jnp.float32)
+def latent_gradients(agent, latents: jax.Array, context: float = 0.0):
+  """Values and tangent-projected gradients of Q^W and Qbar^A o pi_beta at latents [N, D],
+  all at the context `context` (the observation)."""
+  obs = jnp.full((latents.shape[0], 1), context, jnp.float32)
   q_w = lambda z: agent.latent_q(obs, z)
   q_a = lambda z: agent.action_q_of_latent(obs, z)
   # Every row depends only on its own latent, so the gradient of the sum is per-row.
@@ -67,65 +64,77 @@ def summarize(out, eps: float = 1e-6):
           'q_w_argmax_deg': None, 'q_a_argmax_deg': None}
 
 
-def run(workdir: str, num_steps: int = 3000, num_angles: int = 720, seed: int = 0,
-        hidden_dims=(64, 64, 64), batch_size: int = 256, steps_per_call: int = 500, log=print):
+def run(workdir: str, num_steps: int = 4000, num_angles: int = 720, seed: int = 0,
+        contexts=tuple(tasks.PLOT_CONTEXTS), log=print):
+  """Train DSRL at the default toy config, then compare the two latent gradients per context."""
   os.makedirs(workdir, exist_ok=True)
-  config = study.agent_run_config('dsrl', hidden_dims=hidden_dims, batch_size=batch_size)
+  config = toy_study.run_config('dsrl')
   task = tasks.make_toy_task()
-  data = dataset_lib.to_device(task.transitions, 1)
-  runner = study.AgentRunner('dsrl', config, task, data, steps_per_call)
-  agent, train_info = runner.train(runner.fresh(seed), num_steps)
-
+  runs = toy_study.train_members(config, [{'seed': seed}], task, num_steps)
+  agent = jax.tree.map(lambda x: x[0], runs.agents)
   theta = np.linspace(-np.pi, np.pi, num_angles, endpoint=False)
   latents = jnp.asarray(np.sqrt(2.0) * np.stack([np.cos(theta), np.sin(theta)], -1), jnp.float32)
-  out = jax.jit(latent_gradients)(agent, latents)
-  summary = summarize(out)
+  gradients = jax.jit(latent_gradients)
+  outs, per_context = [], []
   degrees = np.degrees(theta)
-  summary['q_w_argmax_deg'] = float(degrees[int(np.argmax(out['q_w']))])
-  summary['q_a_argmax_deg'] = float(degrees[int(np.argmax(out['q_a']))])
-  chosen = np.asarray(agent.latents(jnp.ones((1, 1))))[0]
-  summary['actor_latent_deg'] = float(np.degrees(np.arctan2(chosen[1], chosen[0])))
-  summary.update(toy.evaluate_actions(np.asarray(runner.sample_fn(
-      agent, jnp.ones((64, 1)), jax.random.PRNGKey(0))), task.transitions['rewards']))
-  summary.update({'num_steps': num_steps, 'seed': seed, 'hidden_dims': list(hidden_dims),
-                  'batch_size': batch_size,
-                  'latent_critic_loss': train_info.get('latent_critic/loss')})
+  for context in contexts:
+    out = jax.tree.map(np.asarray, gradients(agent, latents, context))
+    entry = summarize(out)
+    entry['context'] = float(context)
+    entry['q_w_argmax_deg'] = float(degrees[int(np.argmax(out['q_w']))])
+    entry['q_a_argmax_deg'] = float(degrees[int(np.argmax(out['q_a']))])
+    chosen = np.asarray(agent.latents(jnp.full((1, 1), context, jnp.float32)))[0]
+    entry['actor_latent_deg'] = float(np.degrees(np.arctan2(chosen[1], chosen[0])))
+    outs.append(out)
+    per_context.append(entry)
+  pooled = summarize({k: np.concatenate([o[k] for o in outs]) for k in outs[0]})
+  summary = {k: pooled[k] for k in ('mean_cosine', 'weighted_cosine', 'value_corr')}
+  summary.update(toy_study.evaluate_members(runs, task)[0])
+  summary.update({'num_steps': num_steps, 'seed': seed, 'contexts': per_context,
+                  'flow_hidden_dims': list(config.agent.flow_hidden_dims),
+                  'batch_size': config.agent.batch_size,
+                  'latent_critic_loss': float(runs.train_metrics['latent_critic/loss'][0])})
   with open(os.path.join(workdir, 'latent_grad.json'), 'w') as f:
     json.dump(summary, f, indent=2)
-  plot(os.path.join(workdir, 'latent_grad.png'), degrees, out, summary)
+  plot(os.path.join(workdir, 'latent_grad.png'), degrees, outs, per_context)
   log(json.dumps({k: summary[k] for k in ('mean_cosine', 'weighted_cosine', 'value_corr',
                                            'reward')}))
   return summary
 
 
-def plot(path, degrees, out, summary):
+def plot(path, degrees, outs, per_context):
+  """One column per context: values, tangential derivatives, and the decoded action's reward."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   # Signed tangential derivative dQ/dtheta = <g, dz/dtheta>, dz/dtheta = sqrt(2)(-sin, cos).
   rad = np.radians(degrees)
   dz = np.sqrt(2.0) * np.stack([-np.sin(rad), np.cos(rad)], -1)
-  d_w = np.sum(np.asarray(out['g_w']) * dz, -1)
-  d_a = np.sum(np.asarray(out['g_a']) * dz, -1)
-  reward, _ = toy.rings_reward(np.asarray(out['actions']))
-  fig, axes = plt.subplots(3, 1, figsize=(7, 7.5), sharex=True)
-  axes[0].plot(degrees, out['q_w'], label='Q^W(s, z)  (latent critic)')
-  axes[0].plot(degrees, out['q_a'], label='Q^A(s, pi_beta(s, z))')
-  axes[0].axvline(summary['actor_latent_deg'], color='k', ls=':', label='latent actor l(s)')
-  axes[0].set_ylabel('value')
-  axes[0].legend(fontsize=7)
-  axes[1].plot(degrees, d_w, label='dQ^W/dtheta')
-  axes[1].plot(degrees, d_a, label='dQ^A(pi_beta)/dtheta')
-  axes[1].axhline(0, color='0.6', lw=0.8)
-  axes[1].set_ylabel('tangential derivative')
-  axes[1].set_title(f"mean cosine {summary['mean_cosine']:.3f}, weighted "
-                    f"{summary['weighted_cosine']:.3f}", fontsize=9)
-  axes[1].legend(fontsize=7)
-  axes[2].plot(degrees, reward, color='tab:green')
-  axes[2].set_ylabel('reward of pi_beta(s, z)')
-  axes[2].set_xlabel('latent angle theta (degrees)')
+  fig, axes = plt.subplots(3, len(outs), figsize=(3.2 * len(outs), 7), sharex=True,
+                           squeeze=False)
+  for col, (out, entry) in enumerate(zip(outs, per_context)):
+    context = entry['context']
+    reward, _, _ = toy.ring_reward(np.full(len(degrees), context), out['actions'])
+    ax = axes[0][col]
+    ax.plot(degrees, out['q_w'], label='Q^W(s, z) (latent critic)')
+    ax.plot(degrees, out['q_a'], label='Q^A(s, pi_beta(s, z))')
+    ax.axvline(entry['actor_latent_deg'], color='k', ls=':', label='latent actor l(s)')
+    ax.set_title(f'c = {context:+.2f}', fontsize=9)
+    ax = axes[1][col]
+    ax.plot(degrees, np.sum(out['g_w'] * dz, -1), label='dQ^W/dtheta')
+    ax.plot(degrees, np.sum(out['g_a'] * dz, -1), label='dQ^A(pi_beta)/dtheta')
+    ax.axhline(0, color='0.6', lw=0.8)
+    ax.set_title(f"cos {entry['mean_cosine']:.2f}, weighted {entry['weighted_cosine']:.2f}",
+                 fontsize=8)
+    axes[2][col].plot(degrees, reward, color='tab:green')
+    axes[2][col].set_xlabel('latent angle (deg)')
+  axes[0][0].set_ylabel('value')
+  axes[1][0].set_ylabel('tangential derivative')
+  axes[2][0].set_ylabel('reward of pi_beta(s, z)')
+  axes[0][0].legend(fontsize=6)
+  axes[1][0].legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
@@ -134,16 +143,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not FLAGS.workdir:
     raise app.UsageError('--workdir is required')
-  run(FLAGS.workdir, FLAGS.num_steps, FLAGS.num_angles, FLAGS.seed,
-      tuple(int(h) for h in FLAGS.hidden_dims), FLAGS.batch_size, FLAGS.steps_per_call)
+  run(FLAGS.workdir, FLAGS.num_steps, FLAGS.num_angles, FLAGS.seed)
 
 
 if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Output folder.')
-  flags.DEFINE_integer('num_steps', 3000, 'DSRL training steps.')
-  flags.DEFINE_integer('steps_per_call', 500, 'Fused updates per jit call.')
+  flags.DEFINE_integer('num_steps', 4000, 'DSRL training steps (a multiple of 500).')
   flags.DEFINE_integer('num_angles', 720, 'Latent angles on the circle.')
   flags.DEFINE_integer('seed', 0, 'Seed.')
-  flags.DEFINE_list('hidden_dims', ['64', '64', '64'], 'Hidden sizes of every network.')
-  flags.DEFINE_integer('batch_size', 256, 'Batch size.')
   app.run(main)

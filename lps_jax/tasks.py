@@ -1,7 +1,8 @@
 """Tasks by name: a small registry of task makers keyed by name or prefix.
 
     config.task                          maker
-    toy-rings                            the 2-D two-rings bandit (below)
+    toy                                  the contextual one-ring 2-D bandit (below; default)
+    toy-rings                            the 2-D two-rings bandit (a documented finding)
     <OGBench name> | ogbench:<name>      lps_jax.data.ogbench_task   (e.g. cube-single-play-
                                          singletask-task1-v0; bare names default to OGBench)
     minari:<dataset_id>                  lps_jax.data.minari_task    (local Minari root)
@@ -22,15 +23,39 @@ from lps_jax import config_lib
 from lps_jax.data import toy
 from lps_jax.data.task import Task, run_evaluation  # pylint: disable=unused-import  (re-exported)
 
-TOY_TASK = 'toy-rings'
+TOY_TASK = 'toy'               # the contextual one-ring bandit (default)
+TOY_RINGS_TASK = 'toy-rings'   # the old two-rings variant (a finding, see toy.py)
+TOY_TASKS = (TOY_TASK, TOY_RINGS_TASK)
+PLOT_CONTEXTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 DEFAULT_PREFIX = 'ogbench'      # a bare name that is not registered is an OGBench env name
 
 
-def make_toy_task(num_samples: int = 10_000, seed: int = 0) -> Task:
+def make_toy_task(num_samples: int = 10_000, seed: int = 0, **reward_kwargs) -> Task:
+  """The contextual one-ring bandit: evaluate on an even grid of `num_episodes` contexts."""
+  transitions = toy.make_ring_transitions(num_samples, seed, **reward_kwargs)
+
+  def evaluate(policy_fn, num_episodes, seed):
+    del seed
+    contexts = toy.evaluation_contexts(num_episodes)
+    return toy.evaluate_ring_actions(contexts, np.asarray(policy_fn(contexts)),
+                                     transitions['rewards'], **reward_kwargs)
+
+  def plot(policy_fn, path, samples_per_context: int = 32):
+    contexts = np.repeat(np.asarray(PLOT_CONTEXTS, np.float32), samples_per_context)[:, None]
+    actions = np.asarray(policy_fn(contexts))[:, :toy.ACTION_DIM]
+    toy.plot_ring_policy(path, transitions['actions'], PLOT_CONTEXTS,
+                         actions.reshape(len(PLOT_CONTEXTS), samples_per_context, -1),
+                         reward_kwargs=reward_kwargs)
+
+  return Task(TOY_TASK, transitions, toy.CONTEXT_DIM, toy.ACTION_DIM, evaluate, plot)
+
+
+def make_toy_rings_task(num_samples: int = 10_000, seed: int = 0) -> Task:
+  """The two-rings variant: one dummy state; `num_episodes` sampled actions are evaluated."""
   transitions = toy.make_rings_transitions(num_samples, seed)
 
   def policy_actions(policy_fn, num_samples):
-    return np.asarray(policy_fn(np.ones((num_samples, toy.OBSERVATION_DIM), np.float32)))
+    return np.asarray(policy_fn(np.ones((num_samples, toy.RINGS_OBSERVATION_DIM), np.float32)))
 
   def evaluate(policy_fn, num_episodes, seed):
     del seed
@@ -39,7 +64,8 @@ def make_toy_task(num_samples: int = 10_000, seed: int = 0) -> Task:
   def plot(policy_fn, path):
     toy.plot_actions(path, transitions['actions'], policy_actions(policy_fn, 256))
 
-  return Task(TOY_TASK, transitions, toy.OBSERVATION_DIM, toy.ACTION_DIM, evaluate, plot)
+  return Task(TOY_RINGS_TASK, transitions, toy.RINGS_OBSERVATION_DIM, toy.ACTION_DIM, evaluate,
+              plot)
 
 
 # ---------------------------------------------------------------------------------- registry
@@ -62,6 +88,7 @@ def _no_check(config, name) -> None:
 
 MAKERS: Dict[str, TaskMaker] = {
     TOY_TASK: TaskMaker(make=lambda config, name: make_toy_task(), check=_no_check),
+    TOY_RINGS_TASK: TaskMaker(make=lambda config, name: make_toy_rings_task(), check=_no_check),
     'ogbench': _from_module('lps_jax.data.ogbench_task'),
     'minari': _from_module('lps_jax.data.minari_task'),
     'npz': _from_module('lps_jax.data.npz_task'),
@@ -82,7 +109,7 @@ def resolve(task_name: str) -> Tuple[str, str]:
   if sep:
     raise config_lib.ConfigError(
         f'config.task: unknown task prefix {prefix!r} in {task_name!r}; choose from '
-        f'{sorted(k for k in MAKERS if k != TOY_TASK)} (as prefix:<name>) or {TOY_TASK!r}')
+        f'{sorted(k for k in MAKERS if k != TOY_TASK)} (as prefix:<name>), {TOY_TASK!r} or {TOY_RINGS_TASK!r}')
   return DEFAULT_PREFIX, task_name
 
 

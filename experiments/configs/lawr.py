@@ -10,7 +10,7 @@ from lps_jax.agents import lawr
 def get_config(variant: str = 'toy'):
   config = config_lib.make_run_config(lawr.get_config(), variant)
   config.agent.flow_steps = config.num_steps // 2
-  if config.task == tasks.TOY_TASK:
+  if config.task in tasks.TOY_TASKS:
     # Toy bandit: rewards in [0, 1], masks = 0, so values lie in [0, 1].
     config.agent.v_min, config.agent.v_max = -0.25, 1.25
     config.agent.num_bins = 51
