@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lps_jax import agents as agents_lib
-from lps_jax import config_lib, engine, metrics_log, parallel, tasks
+from lps_jax import config_lib, engine, metrics_log, parallel, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
 
 LR_KEY = 'lr'
@@ -252,10 +252,11 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
     for i, (member, member_cfg) in enumerate(zip(members, configs)):
       path = member_dir(workdir, i)
       os.makedirs(path, exist_ok=True)
+      run_id = rundir.new_run_id()
       with open(os.path.join(path, 'config.json'), 'w') as f:
-        json.dump({'config': member_cfg.to_dict(), 'seed': member['seed'], 'member': member,
-                   'sweep_index': i}, f, indent=2, default=str)
-      loggers.append(metrics_log.MetricsLogger(path))
+        json.dump({'run_id': run_id, 'config': member_cfg.to_dict(), 'seed': member['seed'],
+                   'member': member, 'sweep_index': i}, f, indent=2, default=str)
+      loggers.append(metrics_log.MetricsLogger(path, run_id=run_id))
 
   step = 0
   train_rows = [{} for _ in members]
@@ -343,19 +344,22 @@ def main(argv):
         config.num_steps = flags_.num_steps
     if not flags_.workdir:
       raise SweepError('--workdir is required')
-    if os.path.exists(os.path.join(flags_.workdir, 'sweep.json')):
-      raise SweepError(f'workdir {flags_.workdir} already holds a sweep; choose another --workdir')
-    members = members_from_strings(flags_.seeds, flags_.sweep)
-    mesh = None
-    if flags_.sweep_axis or jax.device_count() > 1:
-      mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
-    result = run_vmapped_sweep(config, members, flags_.workdir, progress=flags_.progress,
-                               mesh=mesh)
+    # One writer per sweep directory (see rundir.RunLock), taken before anything is written.
+    with rundir.RunLock.acquire(flags_.workdir, enabled=parallel.is_main_process()):
+      if os.path.exists(os.path.join(flags_.workdir, 'sweep.json')):
+        raise SweepError(f'workdir {flags_.workdir} already holds a sweep; choose another '
+                         f'--workdir')
+      members = members_from_strings(flags_.seeds, flags_.sweep)
+      mesh = None
+      if flags_.sweep_axis or jax.device_count() > 1:
+        mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
+      result = run_vmapped_sweep(config, members, flags_.workdir, progress=flags_.progress,
+                                 mesh=mesh)
     summary = [{'member': i, **m, **{f'eval/{k}': v for k, v in e.items()}}
                for i, (m, e) in enumerate(zip(result.members, result.eval_metrics))]
     print(json.dumps(summary))
   except (SweepError, parallel.ShardingError, config_lib.ConfigError,
-          dataset_lib.DatasetError) as e:
+          dataset_lib.DatasetError, rundir.RunDirError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 
