@@ -497,6 +497,9 @@ flags.mark_flags_as_required(['env', 'episodes', 'out'], flag_values=FLAGS)
 def main(argv=None) -> int:
   """The CLI; returns the exit code (0 done, 2 bad input, 1 a worker failed)."""
   argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+  if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
+    print(__doc__ + '\nflags:\n' + FLAGS.get_help())
+    return 0
   FLAGS.unparse_flags()
   try:
     rest = FLAGS(argv)
