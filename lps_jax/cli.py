@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 from absl import flags
 
 EXIT_USAGE = 2
-_PENDING = {}          # flag name -> one-line error raised while defining it (see define_config_file)
+_PENDING = {}   # flag name -> one-line error raised while defining it (define_config_file)
 
 
 def one_line(error) -> str:

@@ -36,20 +36,22 @@ def _note_sigterm(signum, frame):
 if __name__ == '__main__':
   signal.signal(signal.SIGTERM, _note_sigterm)
 
-import time  # pylint: disable=g-import-not-at-top,g-bad-import-order
+# pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
+import time
 
-from absl import app, flags  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tqdm  # pylint: disable=g-import-not-at-top
+from absl import app, flags
+from absl import logging as absl_logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
 
-from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+from jax.experimental import multihost_utils
 
-from lps_jax import agents, checkpoint, cli, config_lib, metrics_log, parallel, rundir, tasks  # pylint: disable=g-import-not-at-top
-from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
-from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
+from lps_jax import agents, checkpoint, cli, config_lib, metrics_log, parallel, rundir, tasks
+from lps_jax.data import dataset as dataset_lib
+from lps_jax.data import ogbench_data
+# pylint: enable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 
 EXIT_USAGE = cli.EXIT_USAGE
 EXIT_DIVERGED = 3

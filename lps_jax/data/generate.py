@@ -65,8 +65,8 @@ def parse_dataset_name(dataset_name):
   env_name = '-'.join(splits[:-2] + splits[-1:])
   if splits[0] in MANIP_DOMAINS:
     if dataset_type not in MANIP_TYPES:
-      raise GenerateError(
-          f'unsupported dataset type {dataset_type!r} in {dataset_name!r}: use one of {MANIP_TYPES}')
+      raise GenerateError(f'unsupported dataset type {dataset_type!r} in {dataset_name!r}: use '
+                          f'one of {MANIP_TYPES}')
   elif splits[0] == 'pointmaze':
     if dataset_type not in MAZE_TYPES:
       raise GenerateError(
