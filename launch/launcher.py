@@ -49,8 +49,11 @@ def define_flags():
   flags.DEFINE_enum('mode', 'local', MODES, 'How to run the sweep.')
   flags.DEFINE_string('out', None, 'Sweep output directory.')
   flags.DEFINE_integer('parallel', 0, 'local: runs at a time (0: one per --gpus entry, else '
-                       'one per CPU core); slurm: the array task limit (%N, 0: none).')
+                       'one per CPU core); slurm: the array task limit (%N, 0: none).',
+                       lower_bound=0)
   flags.DEFINE_list('gpus', [], 'local: GPU ids; each run gets one (CUDA_VISIBLE_DEVICES).')
+  flags.register_validator('gpus', lambda ids: all(i.strip().isdigit() for i in ids),
+                           '--gpus must be GPU ids (integers >= 0), e.g. 0,1')
   flags.DEFINE_bool('rerun', False, 'local: also re-launch runs that already finished.')
   flags.DEFINE_bool('validate', True, 'Validate every run config before launching anything.')
   flags.DEFINE_bool('overwrite', False, 'vmap: move an existing out/vmap aside first.')
@@ -354,10 +357,8 @@ def _fail(message: str, code: int = EXIT_USAGE):
 
 
 def parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    _fail(e)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.parse_flags(argv, FLAGS, config_flag=None)
 
 
 def main(argv):

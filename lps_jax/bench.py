@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lps_jax import agents as agents_lib
-from lps_jax import engine
+from lps_jax import cli, engine
 from lps_jax import vmap_sweep as sweep
 from lps_jax.data import dataset as dataset_lib
 
@@ -48,11 +48,23 @@ flags.DEFINE_list('agents', list(DEFAULT_AGENTS), 'Agents to benchmark (registry
 flags.DEFINE_list('sizes', [], 'small and/or paper (default: both on an accelerator, small on CPU).')
 flags.DEFINE_list('steps', ['1', '100'], 'K: updates fused into one jit call.')
 flags.DEFINE_list('members', ['1', '8'], 'N: agents vmapped into one program.')
-flags.DEFINE_float('min_time', 1.0, 'Seconds of timed calls per configuration (at least 2 calls).')
-flags.DEFINE_integer('sample_batch', 0, 'Batch for sampling throughput (0: 4096 CPU, 65536 else).')
-flags.DEFINE_integer('matmul_size', 0, 'n of the n x n peak matmul (0: 2048 CPU, 8192 else).')
+flags.DEFINE_float('min_time', 1.0, 'Seconds of timed calls per configuration (at least 2 calls).',
+                   lower_bound=0.0)
+flags.DEFINE_integer('sample_batch', 0, 'Batch for sampling throughput (0: 4096 CPU, 65536 else).',
+                     lower_bound=0)
+flags.DEFINE_integer('matmul_size', 0, 'n of the n x n peak matmul (0: 2048 CPU, 8192 else).',
+                     lower_bound=0)
 flags.DEFINE_bool('quick', False, 'Smoke test: small size, K in {1, 10}, N in {1, 2}, short timings.')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
+
+
+def _positive_ints(values) -> bool:
+  return bool(values) and all(v.strip().isdigit() and int(v) >= 1 for v in values)
+
+
+flags.register_validator('steps', _positive_ints, '--steps must be integers >= 1, e.g. 1,100')
+flags.register_validator('members', _positive_ints, '--members must be integers >= 1, e.g. 1,8')
+flags.register_validator('min_time', lambda t: t > 0, '--min_time must be > 0 seconds')
 
 
 def synthetic_dataset(num_rows: int, seed: int = 0) -> dataset_lib.DeviceDataset:
@@ -263,4 +275,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS, config_flag=None))

@@ -220,10 +220,23 @@ def latest_step_on_disk(directory: str) -> Optional[int]:
 
 
 def load_state_dict(directory: str, step: Optional[int] = None) -> Tuple[Dict[str, Any], int]:
-  """(state dict of numpy arrays, step) of a checkpoint, without an agent (for analysis)."""
+  """(state dict of numpy arrays, step) of a checkpoint, without an agent (for analysis).
+
+  The arrays are restored onto this process's first device, whatever device count or mesh
+  the checkpoint was written with (as resume restores onto the current agent's layout).
+  """
   directory = os.path.abspath(directory)
   step = latest_step_on_disk(directory) if step is None else step
   if step is None:
     raise CheckpointError(f'no checkpoint in {directory}')
-  state = ocp.StandardCheckpointer().restore(os.path.join(directory, str(step), 'state'))
+  path = os.path.join(directory, str(step), 'state')
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    metadata = checkpointer.metadata(path)
+  except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many types)
+    raise CheckpointError(f'checkpoint {path} is unreadable ({type(e).__name__})') from None
+  tree = getattr(getattr(metadata, 'item_metadata', metadata), 'tree', metadata)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+  state = checkpointer.restore(path, target)
   return jax.tree.map(np.asarray, state), step

@@ -14,11 +14,29 @@ Exit codes:
   0   done (workdir/final.json written)
   2   bad input (flags, config, task, dataset, workdir): one line on stderr; nothing written
   3   a loss became NaN/Inf: the message names the last good checkpoint
-  75  preempted (SIGTERM): a checkpoint was saved at the next step boundary; rerun with --resume
+  75  preempted (SIGTERM): a checkpoint was saved at the next step boundary, or there was nothing
+      to save yet (the message says which); rerun with --resume
+
+One writer per workdir: the run holds <workdir>.lock (pid + host) from before it writes
+anything until it exits; a second run on the same workdir (--resume and --overwrite included)
+is refused with exit 2 while the first is alive (rundir.RunLock).
 """
 import os
 import signal
 import sys
+
+_SIGTERM_SEEN = []        # SIGTERMs received; the handler is installed before the heavy imports
+
+
+def _note_sigterm(signum, frame):
+  del frame
+  _SIGTERM_SEEN.append(signum)
+
+
+if __name__ == '__main__':
+  signal.signal(signal.SIGTERM, _note_sigterm)
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 import time
 
 from absl import app, flags
@@ -26,28 +44,28 @@ from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_flags
 import tqdm
 
 from jax.experimental import multihost_utils
 
-from lps_jax import agents, checkpoint, config_lib, engine, metrics_log, parallel, rundir, tasks
+from lps_jax import agents, checkpoint, cli, config_lib, engine, metrics_log, parallel, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import ogbench_data
+# pylint: enable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 
-EXIT_USAGE = 2
+EXIT_USAGE = cli.EXIT_USAGE
 EXIT_DIVERGED = 3
 EXIT_PREEMPTED = 75           # sysexits EX_TEMPFAIL: "try again later"
-FAULT_ENV = 'LPS_JAX_FAULT_AT_STEP'   # tests only: 'STEP:KILL' or 'STEP:TERM'
+FAULT_ENV = 'LPS_JAX_FAULT_AT_STEP'   # tests only: 'STEP:SIG' (KILL, TERM, STOP) or 'start:SIG'
+DEFAULT_CONFIG = 'experiments/configs/lps.py'
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', 'experiments/configs/lps.py', 'Run config file.',
-                                lock_config=True)
+cli.define_config_file('config', DEFAULT_CONFIG, 'Run config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory (metrics, config, plots, checkpoints).')
-flags.DEFINE_integer('seed', 0, 'Seed for parameters, sampling and evaluation.')
-flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.')
-flags.DEFINE_integer('log_interval', None, 'Override config.log_interval.')
-flags.DEFINE_integer('eval_interval', None, 'Override config.eval_interval.')
+flags.DEFINE_integer('seed', 0, 'Seed for parameters, sampling and evaluation.', lower_bound=0)
+flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.', lower_bound=1)
+flags.DEFINE_integer('log_interval', None, 'Override config.log_interval.', lower_bound=1)
+flags.DEFINE_integer('eval_interval', None, 'Override config.eval_interval.', lower_bound=1)
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 flags.DEFINE_bool('resume', False, 'Continue the run in --workdir from its last checkpoint.')
 flags.DEFINE_bool('overwrite', False, 'Move an existing run in --workdir aside and start afresh.')
@@ -109,10 +127,12 @@ def evaluate(task, agent, config, seed, step, logger, workdir):
 
 
 class StopSignal:
-  """Context manager: SIGTERM sets `requested` instead of killing the process."""
+  """Context manager: SIGTERM sets `requested` instead of killing the process (a SIGTERM that
+  came before, while the CLI was starting up, counts too)."""
 
   def __init__(self, signum=signal.SIGTERM):
-    self.signum, self.requested, self._previous = signum, False, None
+    self.signum, self._previous = signum, None
+    self.requested = signum == signal.SIGTERM and bool(_SIGTERM_SEEN)
 
   def _handler(self, signum, frame):
     del signum, frame
@@ -130,13 +150,31 @@ class StopSignal:
       signal.signal(self.signum, self._previous)
 
 
-def _inject_fault(step: int) -> None:
-  """Tests only: deliver a real signal to this process at a step boundary."""
+def _inject_fault(step) -> None:
+  """Tests only: deliver a real signal to this process at a step boundary (or at 'start')."""
   spec = os.environ.get(FAULT_ENV)
   if spec:
     at, name = spec.split(':')
-    if int(at) == step:
+    if at == str(step):
       os.kill(os.getpid(), getattr(signal, f'SIG{name}'))
+
+
+def _lock_workdir(workdir: str, main_process: bool) -> rundir.RunLock:
+  """The main process takes the workdir lock; in a multi-host run the others learn whether it
+  got it (so that a refused main process does not leave them waiting at a barrier)."""
+  error, lock = None, None
+  try:
+    lock = rundir.RunLock.acquire(workdir, enabled=main_process)
+  except rundir.RunDirError as e:
+    error = e
+  if jax.process_count() > 1:
+    ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if error is None and not int(ok):
+      error = rundir.RunDirError(f'the main process could not take the lock of workdir '
+                                 f'{workdir} (see its error)')
+  if error is not None:
+    raise error
+  return lock
 
 
 def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = False, *,
@@ -153,6 +191,21 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
   tasks.check_config(config)
   if seed < 0:
     raise UsageError(f'--seed must be >= 0, got {seed}')
+  if resume and overwrite:
+    raise rundir.RunDirError('--resume and --overwrite are mutually exclusive')
+  main_process = parallel.is_main_process()
+  lock = _lock_workdir(workdir, main_process)   # the first write: <workdir>.lock, beside it
+  try:
+    return _locked_train_and_evaluate(
+        config, workdir, seed, progress, resume=resume, overwrite=overwrite,
+        tensorboard=tensorboard, wandb=wandb, wandb_project=wandb_project,
+        flags_record=flags_record, main_process=main_process, start_time=start_time)
+  finally:
+    lock.release()
+
+
+def _locked_train_and_evaluate(config, workdir, seed, progress, *, resume, overwrite, tensorboard,
+                               wandb, wandb_project, flags_record, main_process, start_time):
   run = rundir.check(workdir, config, seed, resume=resume, overwrite=overwrite)
   checkpoint_dir = os.path.join(run.path, checkpoint.CHECKPOINT_DIR)
   on_disk = checkpoint.latest_step_on_disk(checkpoint_dir) if run.resuming else None
@@ -162,12 +215,15 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
   if wandb:
     metrics_log.check_wandb()
   task, agent, data = build(config, seed)
-  # ---- nothing above writes to disk ----
-  main_process = parallel.is_main_process()
+  if _SIGTERM_SEEN and not run.resuming:
+    raise Preempted('SIGTERM before the run started: nothing to save (nothing was written); '
+                    'rerun the same command')
+  # ---- nothing above writes to disk (but the lock beside the workdir) ----
   if jax.process_count() > 1:       # every host checked the workdir before any host writes
     multihost_utils.sync_global_devices('rundir checked')
+  run_id = rundir.run_id_of(run)
   if main_process:
-    rundir.prepare(run, config, seed, flags_record)
+    rundir.prepare(run, config, seed, flags_record, run_id=run_id)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('rundir prepared')
   workdir = run.path
@@ -182,7 +238,8 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
       wandb_run = (metrics_log.init_wandb(workdir, config.to_dict(), wandb_project)
                    if wandb and main_process else None)
       logger = (metrics_log.MetricsLogger(workdir, resume_step=step if run.resuming else None,
-                                          tensorboard=tensorboard, wandb_run=wandb_run)
+                                          tensorboard=tensorboard, wandb_run=wandb_run,
+                                          run_id=run_id)
                 if main_process else metrics_log.NullLogger())
       # The fused update: 1 device -> engine.make_train_fn; more -> data-parallel on a mesh.
       agent, data, train_fn = parallel.data_parallel_setup(agent, data, config.steps_per_call)
@@ -240,8 +297,9 @@ def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logge
   window_start, window_steps = time.perf_counter(), 0
   if stop.requested:             # SIGTERM while starting up: nothing new to save
     last = ckpt.latest_step()
-    raise Preempted(f'SIGTERM before training resumed (step {step}); '
-                    + (f'last checkpoint {ckpt.path(last)}; ' if last is not None else '')
+    raise Preempted(f'SIGTERM before training resumed (step {step}): nothing new to save; '
+                    + (f'last checkpoint {ckpt.path(last)}; ' if last is not None
+                       else 'no checkpoint yet; ')
                     + 'rerun the same command with --resume to continue')
   for k in engine.call_lengths(step, config.num_steps, config.steps_per_call):
     if k not in train_fns:              # the shorter last call: compiled once
@@ -284,47 +342,20 @@ def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logge
 
 
 # ---------------------------------------------------------------------------------- CLI
-def one_line(error) -> str:
-  """An exception as one line: multi-line messages (tracebacks) keep their last line."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  if not lines:
-    return type(error).__name__
-  if len(lines) > 1 and any(line.startswith('Traceback') for line in lines):
-    return lines[-1]
-  return ' '.join(lines)
-
-
-def fail(error, code: int = EXIT_USAGE, prefix: str = 'error'):
-  print(f'{prefix}: {one_line(error)}', file=sys.stderr)
-  sys.exit(code)
-
-
-def _unknown_config_key(error, argv) -> str:
-  """ConfigDict's KeyError/AttributeError for --config.a.b=... as 'unknown config key ...'."""
-  inner = error.args[0] if error.args else error
-  text = inner.args[0] if isinstance(inner, KeyError) and inner.args else str(inner)
-  lines = str(text).splitlines() or ['']
-  key = lines[0].strip('\'"')
-  hint = ' '.join(line.strip() for line in lines[1:])
-  given = [a.split('=')[0] for a in argv[1:]
-           if a.startswith('--config.') and a.split('=')[0].split('.')[-1] == key]
-  if not given:
-    return f'bad --config: {one_line(text)}'
-  return f'unknown config key {given[0]}' + (f' ({hint})' if hint else '')
+one_line, fail = cli.one_line, cli.fail
 
 
 def parse_flags(argv):
   """absl flag parsing with every error (incl. config_flags' own) as one line, exit 2."""
-  try:
-    return FLAGS(argv)
-  except (KeyError, AttributeError) as e:   # config_flags: a --config.<key> that does not exist
-    fail(_unknown_config_key(e, argv))
-  except Exception as e:  # pylint: disable=broad-except  (flags.Error, config file errors)
-    fail(e)
+  return cli.parse_flags(argv, FLAGS, default_config=DEFAULT_CONFIG)
 
 
 def main(argv):
   absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (e.g. jax's TPU probe)
+  _inject_fault('start')
+  if _SIGTERM_SEEN:
+    fail('SIGTERM while starting up: nothing to save (nothing was written); rerun the same '
+         'command', EXIT_PREEMPTED, prefix='preempted')
   if len(argv) > 1:
     fail(f'unexpected arguments: {argv[1:]}')
   config = FLAGS.config

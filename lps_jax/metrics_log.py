@@ -1,6 +1,7 @@
 """Metric sinks for a run directory.
 
-Always:      workdir/<stream>.csv (one per stream: train, eval) and workdir/metrics.jsonl
+Always:      workdir/<stream>.csv (one per stream: train, eval) and workdir/metrics.jsonl (each
+             row {'run': run id, 'stream', 'step', ...}: rows of another run can be told apart)
 Optional:    TensorBoard event files in workdir/tensorboard/ (tensorboardX),
              Weights & Biases (imported lazily; the run id is kept in workdir/wandb_id.txt).
 
@@ -132,11 +133,13 @@ class MetricsLogger:
 
   resume_step: None for a new run; S when continuing from a checkpoint at step S (rows after S
   are dropped first, and TensorBoard purges its events after S).
+  run_id: the run's id (config.json 'run_id'), written into every metrics.jsonl row.
   """
 
   def __init__(self, workdir: str, resume_step: Optional[int] = None, tensorboard: bool = False,
-               wandb_run=None):
+               wandb_run=None, run_id: Optional[str] = None):
     self.workdir = workdir
+    self.run_id = run_id
     self._columns = {}
     self.dropped_rows = truncate_after(workdir, resume_step) if resume_step is not None else 0
     self._tb = None
@@ -169,7 +172,8 @@ class MetricsLogger:
     with open(path, 'a', newline='') as f:
       csv.writer(f).writerow([row.get(c, '') for c in columns])
     with open(os.path.join(self.workdir, JSONL), 'a') as f:
-      f.write(json.dumps({'stream': prefix, **row}) + '\n')
+      run = {'run': self.run_id} if self.run_id is not None else {}
+      f.write(json.dumps({**run, 'stream': prefix, **row}) + '\n')
     if self._tb is not None:
       for key, value in row.items():
         if key != 'step':

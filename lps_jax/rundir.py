@@ -1,7 +1,7 @@
 """Run directories: one run per workdir, resumed or moved aside on request, never deleted.
 
-    workdir/config.json    {'config': resolved run config, 'seed', 'flags', 'argv', 'created',
-                            'versions', 'resumes': [...]}: written when the run starts
+    workdir/config.json    {'run_id', 'config': resolved run config, 'seed', 'flags', 'argv',
+                            'created', 'versions', 'resumes': [...]}: written when the run starts
     workdir/final.json     {'step', 'train', 'eval', ...}: written when the run completes
 
 A workdir that holds a run (config.json) is only used again with
@@ -10,19 +10,33 @@ A workdir that holds a run (config.json) is only used again with
   --overwrite  move the old run aside to <workdir>.old-<timestamp> and start afresh.
 A directory that exists but holds no run must be empty (launcher *.log files are allowed).
 
+One writer per workdir: `RunLock.acquire` takes <workdir>.lock (beside the workdir, so that it
+survives --overwrite moving the workdir aside) before anything is written. The lock file holds
+{pid, host, started, argv} and an exclusive flock for as long as the process lives; a
+second writer (a fresh run, --resume or --overwrite) is refused while that process is alive.
+A lock left by a dead process on this host is taken over with a message; one from another host
+is refused (delete it by hand once that run is gone). The lock file is removed on exit.
+
+Every run has a run id (config.json 'run_id', kept across --resume; a new one after
+--overwrite); the metric logger writes it into every metrics.jsonl row.
+
 `check` only reads; `prepare` is the first call that writes (call it after everything else has
 been validated, so that bad input leaves the disk untouched).
 """
 import dataclasses
 import datetime
+import errno
+import fcntl
 import json
 import os
 import socket
 import sys
+import uuid
 from typing import Any, Dict, List, Optional
 
 CONFIG_FILE = 'config.json'
 FINAL_FILE = 'final.json'
+LOCK_SUFFIX = '.lock'
 # Keys that may differ on --resume: they change how long the run is and what it logs, not the
 # parameters it computes at a given step.
 RESUMABLE_KEYS = ('num_steps', 'log_interval', 'eval_interval', 'eval_episodes',
@@ -123,6 +137,180 @@ def check(workdir: str, config, seed: int, resume: bool = False,
   return RunDir(path, 'resume', saved, changed)
 
 
+def new_run_id() -> str:
+  return uuid.uuid4().hex[:12]
+
+
+def run_id_of(run: RunDir) -> str:
+  """The run id that prepare() writes: the saved one when resuming, else a fresh one."""
+  if run.resuming and run.saved and run.saved.get('run_id'):
+    return run.saved['run_id']
+  return new_run_id()
+
+
+# ---------------------------------------------------------------------------------- lock
+def unwritable_reason(path: str) -> Optional[str]:
+  """Why directory `path` cannot be created or written (one line), or None. Writes nothing."""
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.exists(path) and not os.path.isdir(path):
+    return f'{path} exists and is not a directory'
+  ancestor = path
+  while not os.path.exists(ancestor):
+    ancestor = os.path.dirname(ancestor)
+  if not os.path.isdir(ancestor):
+    return f'cannot create {path}: {ancestor} is a regular file, not a directory'
+  if not os.access(ancestor, os.W_OK | os.X_OK):
+    return f'cannot create {path}: {ancestor} is not writable'
+  return None
+
+
+def lock_path(workdir: str) -> str:
+  return os.path.abspath(os.path.expanduser(workdir)).rstrip(os.sep) + LOCK_SUFFIX
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def read_lock(workdir: str) -> Optional[Dict[str, Any]]:
+  """The holder recorded in <workdir>.lock ({pid, host, started, argv}), or None."""
+  try:
+    with open(lock_path(workdir)) as f:
+      return json.loads(f.read() or 'null')
+  except (OSError, ValueError):
+    return None
+
+
+def _holder(info: Optional[Dict[str, Any]]) -> str:
+  if not info:
+    return 'another process'
+  return f'pid {info.get("pid")} on host {info.get("host")} (started {info.get("started")})'
+
+
+class RunLock:
+  """The exclusive writer lock of one workdir (see the module docstring)."""
+
+  def __init__(self, workdir: str, fd: Optional[int], created: List[str]):
+    self.workdir, self.path = workdir, lock_path(workdir)
+    self._fd, self._created = fd, created
+
+  @property
+  def held(self) -> bool:
+    return self._fd is not None
+
+  @classmethod
+  def acquire(cls, workdir: str, enabled: bool = True) -> 'RunLock':
+    """Take the lock or raise RunDirError naming the live holder. enabled=False (the non-main
+    processes of a multi-host run, which never write run files): a no-op lock."""
+    if not enabled:
+      return cls(workdir, None, [])
+    if not workdir:
+      raise RunDirError('--workdir is required')
+    reason = unwritable_reason(workdir)
+    if reason:
+      raise RunDirError(f'workdir {workdir}: {reason}')
+    path = lock_path(workdir)
+    created = []
+    parent = os.path.dirname(path)
+    try:
+      missing = []
+      while not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+      for directory in reversed(missing):
+        os.mkdir(directory)
+        created.append(directory)
+      for _ in range(10):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+          fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+          os.close(fd)
+          if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+          raise RunDirError(f'workdir {workdir} is in use by {_holder(read_lock(workdir))}; '
+                            f'wait for it to finish or stop it (lock: {path})') from None
+        try:
+          same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+          same = False
+        if same:
+          break
+        os.close(fd)     # the holder removed the file between our open and flock: retry
+      else:
+        raise RunDirError(f'workdir {workdir}: could not take the lock {path}')
+      lock = cls(workdir, fd, created)
+      lock._take_over(os.read(fd, 1 << 16))
+      return lock
+    except OSError as e:
+      _remove_dirs(created)
+      raise RunDirError(f'workdir {workdir} cannot be created ({e.strerror}: '
+                        f'{e.filename or path})') from None
+    except RunDirError:
+      _remove_dirs(created)
+      raise
+
+  def _take_over(self, previous: bytes) -> None:
+    """Write our holder record; a leftover record is a stale lock (or another host's)."""
+    try:
+      info = json.loads(previous.decode() or 'null')
+    except ValueError:
+      info = None
+    host = socket.gethostname()
+    if isinstance(info, dict) and info.get('pid') is not None:
+      same_host = info.get('host') == host
+      if not same_host or (_pid_alive(int(info['pid'])) and int(info['pid']) != os.getpid()):
+        self._close()
+        where = 'on this host and is still running' if same_host else 'on another host'
+        raise RunDirError(f'workdir {self.workdir} is locked by {_holder(info)}, which is '
+                          f'{where}; if that run is really gone, delete {self.path}')
+      print(f'taking over the stale lock {self.path} of {_holder(info)}: that process is no '
+            f'longer running', file=sys.stderr)
+    record = {'pid': os.getpid(), 'host': host,
+              'started': datetime.datetime.now().isoformat(timespec='seconds'),
+              'argv': sys.argv}
+    os.lseek(self._fd, 0, os.SEEK_SET)
+    os.ftruncate(self._fd, 0)
+    os.write(self._fd, json.dumps(record).encode())
+    os.fsync(self._fd)
+
+  def _close(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+
+  def release(self) -> None:
+    """Remove the lock file (still holding the flock), then let go; idempotent."""
+    if self._fd is None:
+      return
+    try:
+      os.unlink(self.path)
+    except OSError:
+      pass
+    self._close()
+    _remove_dirs(self._created)      # parents created for the lock, if the run left them empty
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+def _remove_dirs(created: List[str]) -> None:
+  for directory in reversed(created):
+    try:
+      os.rmdir(directory)
+    except OSError:
+      break
+
+
 def _versions() -> Dict[str, str]:
   versions = {'python': sys.version.split()[0]}
   for name in ('jax', 'flax', 'optax', 'orbax.checkpoint'):
@@ -150,9 +338,9 @@ def write_json(path: str, value) -> None:
   os.replace(tmp, path)
 
 
-def prepare(run: RunDir, config, seed: int,
-            flags: Optional[Dict[str, Any]] = None) -> Optional[str]:
-  """Create / move aside / update the run directory and write config.json.
+def prepare(run: RunDir, config, seed: int, flags: Optional[Dict[str, Any]] = None,
+            run_id: Optional[str] = None) -> Optional[str]:
+  """Create / move aside / update the run directory and write config.json (with run_id).
 
   Returns the path the old run was moved to (--overwrite), else None.
   """
@@ -162,8 +350,9 @@ def prepare(run: RunDir, config, seed: int,
     print(f'--overwrite: moved the old {run.path} to {moved}', file=sys.stderr)
   os.makedirs(run.path, exist_ok=True)
   now = datetime.datetime.now().isoformat(timespec='seconds')
-  record = {'config': config.to_dict(), 'seed': seed, 'flags': flags or {}, 'argv': sys.argv,
-            'host': socket.gethostname(), 'versions': _versions()}
+  record = {'run_id': run_id or run_id_of(run), 'config': config.to_dict(), 'seed': seed,
+            'flags': flags or {}, 'argv': sys.argv, 'host': socket.gethostname(),
+            'versions': _versions()}
   if run.resuming:
     record['created'] = run.saved.get('created', now)
     record['resumes'] = run.saved.get('resumes', []) + [{'time': now, 'changed': run.changed}]

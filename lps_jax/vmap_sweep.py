@@ -32,10 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from lps_jax import agents as agents_lib
-from lps_jax import config_lib, engine, metrics_log, parallel, tasks
+from lps_jax import config_lib, engine, metrics_log, parallel, rundir, tasks
 from lps_jax.data import dataset as dataset_lib
 
 LR_KEY = 'lr'
+DEFAULT_CONFIG = 'experiments/configs/lps.py'
 
 
 class SweepError(ValueError):
@@ -253,10 +254,11 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
     for i, (member, member_cfg) in enumerate(zip(members, configs)):
       path = member_dir(workdir, i)
       os.makedirs(path, exist_ok=True)
+      run_id = rundir.new_run_id()
       with open(os.path.join(path, 'config.json'), 'w') as f:
-        json.dump({'config': member_cfg.to_dict(), 'seed': member['seed'], 'member': member,
-                   'sweep_index': i}, f, indent=2, default=str)
-      loggers.append(metrics_log.MetricsLogger(path))
+        json.dump({'run_id': run_id, 'config': member_cfg.to_dict(), 'seed': member['seed'],
+                   'member': member, 'sweep_index': i}, f, indent=2, default=str)
+      loggers.append(metrics_log.MetricsLogger(path, run_id=run_id))
 
   step = 0
   train_rows = [{} for _ in members]
@@ -315,30 +317,32 @@ def members_from_strings(seeds: str, sweep_json: str) -> List[dict]:
     seed_list = [int(s) for s in seeds.split(',') if s.strip()]
   except ValueError:
     raise SweepError(f'--seeds must be comma-separated integers, got {seeds!r}') from None
+  if any(s < 0 for s in seed_list):
+    raise SweepError(f'--seeds must be integers >= 0, got {seeds!r}')
   return make_members(grid, seed_list)
 
 
 def _define_flags():
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', 'experiments/configs/lps.py', 'Run config file.',
-                                  lock_config=True)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.define_config_file('config', DEFAULT_CONFIG, 'Run config file.', lock_config=True)
   flags.DEFINE_string('workdir', None, 'Sweep directory (one member_### run dir per member).')
   flags.DEFINE_string('seeds', '0', 'Comma-separated seeds, crossed with the --sweep grid.')
   flags.DEFINE_string('sweep', '{}', 'JSON dict agent.<key> -> list of values (a grid).')
-  flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.')
+  flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.', lower_bound=1)
   flags.DEFINE_integer('sweep_axis', 0, 'Devices on the mesh sweep axis (0: no mesh when one '
-                       'device, else 1 sweep x all-devices data).')
+                       'device, else 1 sweep x all-devices data).', lower_bound=0)
   flags.DEFINE_bool('progress', True, 'Print throughput and eval lines.')
   return flags.FLAGS
 
 
 def main(argv):
-  from absl import app  # pylint: disable=g-import-not-at-top
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   flags_ = FLAGS
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {argv[1:]}')
   try:
+    members_from_strings(flags_.seeds, flags_.sweep)     # bad --seeds/--sweep: before any work
     parallel.maybe_initialize_distributed()
     config = flags_.config
     if flags_.num_steps is not None:
@@ -346,24 +350,29 @@ def main(argv):
         config.num_steps = flags_.num_steps
     if not flags_.workdir:
       raise SweepError('--workdir is required')
-    if os.path.exists(os.path.join(flags_.workdir, 'sweep.json')):
-      raise SweepError(f'workdir {flags_.workdir} already holds a sweep; choose another --workdir')
-    members = members_from_strings(flags_.seeds, flags_.sweep)
-    mesh = None
-    if flags_.sweep_axis or jax.device_count() > 1:
-      mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
-    result = run_vmapped_sweep(config, members, flags_.workdir, progress=flags_.progress,
-                               mesh=mesh)
+    # One writer per sweep directory (see rundir.RunLock), taken before anything is written.
+    with rundir.RunLock.acquire(flags_.workdir, enabled=parallel.is_main_process()):
+      if os.path.exists(os.path.join(flags_.workdir, 'sweep.json')):
+        raise SweepError(f'workdir {flags_.workdir} already holds a sweep; choose another '
+                         f'--workdir')
+      members = members_from_strings(flags_.seeds, flags_.sweep)
+      mesh = None
+      if flags_.sweep_axis or jax.device_count() > 1:
+        mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
+      result = run_vmapped_sweep(config, members, flags_.workdir, progress=flags_.progress,
+                                 mesh=mesh)
     summary = [{'member': i, **m, **{f'eval/{k}': v for k, v in e.items()}}
                for i, (m, e) in enumerate(zip(result.members, result.eval_metrics))]
     print(json.dumps(summary))
   except (SweepError, parallel.ShardingError, config_lib.ConfigError,
-          dataset_lib.DatasetError) as e:
+          dataset_lib.DatasetError, rundir.RunDirError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 
 
 if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   FLAGS = _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS,
+                                                          default_config=DEFAULT_CONFIG))

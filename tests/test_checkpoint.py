@@ -225,6 +225,7 @@ def test_kill9_mid_run_then_resume(interrupted):
   rc, _, err = stages['final']
   assert rc == 0, err
   assert 'resuming' in err            # from step 24 or 16, whichever async save had committed
+  assert 'taking over the stale lock' in err     # the killed run's <workdir>.lock
 
 
 def test_resumed_run_is_bit_identical_to_uninterrupted(interrupted):
@@ -239,3 +240,36 @@ def test_resumed_run_is_bit_identical_to_uninterrupted(interrupted):
     assert a.read() == b.read()
   steps = lambda d: [json.loads(line)['step'] for line in open(os.path.join(d, 'metrics.jsonl'))]
   assert steps(run) == steps(ref)
+
+
+SAVE_ON_TWO_DEVICES = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from lps_jax import checkpoint
+assert jax.device_count() == 2
+mesh = Mesh(np.array(jax.devices()), ('data',))
+state = {'sharded': jax.device_put(jnp.arange(8.0).reshape(4, 2), NamedSharding(mesh, P('data'))),
+         'replicated': jax.device_put(jnp.arange(3, dtype=jnp.uint32), NamedSharding(mesh, P()))}
+ckpt = checkpoint.Checkpointer(sys.argv[1])
+ckpt._manager.save(7, args=checkpoint.ocp.args.Composite(
+    state=checkpoint.ocp.args.StandardSave(state),
+    meta=checkpoint.ocp.args.JsonSave({'step': 7, 'fingerprint': checkpoint.fingerprint(state)})))
+ckpt.close()
+"""
+
+
+def test_load_state_dict_reads_a_checkpoint_written_on_another_device_count(tmp_path):
+  """Written on 2 devices (one array sharded over them), read here on 1: restored onto the
+  current devices (no 'Topology mismatch')."""
+  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  res = subprocess.run([sys.executable, '-c', SAVE_ON_TWO_DEVICES, str(tmp_path / 'ckpt')],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-2000:]
+  if jax.device_count() == 2:
+    pytest.skip('this process has 2 devices too')
+  state, step = checkpoint.load_state_dict(str(tmp_path / 'ckpt'))
+  assert step == 7
+  np.testing.assert_array_equal(state['sharded'], np.arange(8.0).reshape(4, 2))
+  np.testing.assert_array_equal(state['replicated'], np.arange(3, dtype=np.uint32))
+  assert state['replicated'].dtype == np.uint32

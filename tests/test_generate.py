@@ -135,3 +135,53 @@ def test_pointmaze_oracle(tmp_path):
     assert np.linalg.norm(d['actions'].mean(axis=0)) > 0.2 or np.ptp(d['observations'], axis=0).max() > 1.0
     ds = load_ogbench_file(stats['train_path'], obs_dim=2, act_dim=2)
     np.testing.assert_array_equal(ds['next_observations'], d['observations'][1:])
+
+
+# ---------------------------------------------------------------------------------- bad input
+def _no_generation(*args, **kwargs):
+  raise AssertionError('episodes were generated before the input was checked')
+
+
+def test_out_that_is_a_file_is_refused_before_generating(tmp_path, monkeypatch, capsys):
+  out = tmp_path / 'data.npz'
+  out.write_text('not a directory')
+  monkeypatch.setattr(gen, 'generate_episodes', _no_generation)
+  rc = gen.main([f'--env={NAME}', '--episodes=1', f'--out={out}', '--workers=1'])
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and len(err.splitlines()) == 1 and 'is not a directory' in err, err
+  assert out.read_text() == 'not a directory'
+  with pytest.raises(gen.GenerateError):
+    gen.generate_dataset(NAME, 1, str(out / 'sub'), progress=False)
+
+
+def test_unknown_env_id_is_refused_before_workers_start(tmp_path, monkeypatch, capsys):
+  def no_workers(*args, **kwargs):
+    raise AssertionError('worker processes were started')
+  monkeypatch.setattr(gen.mp, 'get_context', no_workers)
+  monkeypatch.setattr(gen, '_worker_init', no_workers)
+  rc = gen.main(['--env=cube-quadruple99-play-v0', '--episodes=2', f'--out={tmp_path / "o"}',
+                 '--workers=2'])
+  err = capsys.readouterr().err.strip()
+  assert rc == 2 and len(err.splitlines()) == 1, err
+  assert "unknown environment 'cube-quadruple99-v0'" in err and 'cube-quadruple-v0' in err
+  assert not os.path.exists(tmp_path / 'o')
+
+
+WORKER_FAILURE = '''
+import sys
+from lps_jax.data import generate as gen
+gen.check_env_registered = lambda name: None   # let the bad env id reach the workers
+sys.exit(gen.main(sys.argv[1:]))
+'''
+
+
+def test_a_failing_worker_ends_the_whole_run_with_one_line(tmp_path):
+  """Every worker fails to build its env: the run stops at once (no hang, no leaked
+  semaphores), one stderr line, nothing written."""
+  cmd = [sys.executable, '-c', WORKER_FAILURE, '--env=cube-quadruple99-play-v0', '--episodes=3',
+         f'--out={tmp_path / "o"}', '--workers=2', '--steps_per_episode=5', '--no_progress']
+  res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  lines = [line for line in res.stderr.splitlines() if line.strip()]
+  assert res.returncode == 1 and len(lines) == 1, res.stderr[-2000:]
+  assert lines[0].startswith('error: ') and 'cube-quadruple99' in lines[0]
+  assert 'leaked' not in res.stderr and not os.path.exists(tmp_path / 'o')

@@ -68,6 +68,18 @@ def test_csv_jsonl_rows_and_truncate_on_resume(tmp_path):
   assert resumed.last_row('train') == {'loss': 0.6, 'q': -6.0}
 
 
+def test_every_jsonl_row_carries_the_run_id(tmp_path):
+  """Rows of two runs written into one file can be told apart."""
+  for run_id in ('aaaa', 'bbbb'):
+    logger = metrics_log.MetricsLogger(str(tmp_path), run_id=run_id)
+    logger.write('train', 2, {'loss': 1.0})
+    logger.write('eval', 2, {'reward': 0.0})
+    logger.close()
+  lines = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  assert [(l['run'], l['stream']) for l in lines] == [('aaaa', 'train'), ('aaaa', 'eval'),
+                                                      ('bbbb', 'train'), ('bbbb', 'eval')]
+
+
 def test_first_nonfinite_prefers_losses():
   assert metrics_log.first_nonfinite({'a': 1.0, 'b': 2.0}) is None
   key, value = metrics_log.first_nonfinite({'actor/q': float('nan'), 'critic/loss': float('inf')})

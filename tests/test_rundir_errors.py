@@ -2,13 +2,16 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from experiments.configs import lps as lps_config
-from lps_jax import config_lib, main, rundir
+from lps_jax import checkpoint, config_lib, main, rundir
 from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -34,6 +37,7 @@ def stderr_lines(err):
 
 
 # ---------------------------------------------------------------------------------- bad input
+DEFAULT = '<default config>'     # marker: run without --config
 BAD_INPUTS = {
     # name: (extra args, env extras, text the single stderr line must contain)
     'unknown_agent': (['--config.agent.agent_name=nope'], {}, "unknown agent 'nope'"),
@@ -57,14 +61,33 @@ BAD_INPUTS = {
                                "Minari dataset 'nope/none-v0' not found under /nonexistent"),
     'unknown_flag': (['--num_stepz=3'], {}, "Unknown command line flag 'num_stepz'"),
     'missing_config_file': (['--config=experiments/configs/nope.py'], {}, 'cannot load --config'),
+    # No --config flag: config_flags applies overrides to the default config at import time.
+    'default_config_unknown_key': ([DEFAULT, '--config.agent.nonexistent_key=3'], {},
+                                   'unknown config key --config.agent.nonexistent_key; the keys '
+                                   'of config.agent are: activation,'),
+    'default_config_close_key': ([DEFAULT, '--config.agent.lrr=3'], {},
+                                 'unknown config key --config.agent.lrr; did you mean '
+                                 '--config.agent.lr?'),
+    'workdir_under_a_file': (['--workdir={root}/a_file/run'], {}, 'is a regular file'),
+    'workdir_under_proc': (['--workdir=/proc/lps_jax_test/run'], {}, 'cannot be created'),
 }
 
 
 @pytest.fixture(scope='module')
 def bad_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('bad')
-  commands = {name: ([TEST_CONFIG, f'--workdir={root / name}', *args], cli_env(**env))
+  (root / 'a_file').write_text('a regular file')
+
+  def argv(name, args):
+    config = [] if DEFAULT in args else [TEST_CONFIG]
+    return [*config, f'--workdir={root / name}',
+            *[a.replace('{root}', str(root)) for a in args if a != DEFAULT]]
+
+  commands = {name: (argv(name, args), cli_env(**env))
               for name, (args, env, _) in BAD_INPUTS.items()}
+  # A SIGTERM as the CLI starts (before any work): nothing to save, exit 75, nothing written.
+  commands['sigterm_at_start'] = ([TEST_CONFIG, f'--workdir={root / "sigterm_at_start"}'],
+                                  cli_env(LPS_JAX_FAULT_AT_STEP='start:TERM'))
   return root, run_all(commands)
 
 
@@ -77,7 +100,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(bad_runs, name):
   assert len(lines) == 1, err
   assert lines[0].startswith('error: ') and 'Traceback' not in err
   assert BAD_INPUTS[name][2] in lines[0]
-  assert not os.path.exists(root / name)
+  assert not os.path.exists(root / name) and not os.path.exists(root / f'{name}.lock')
+
+
+def test_sigterm_before_the_run_started_says_nothing_to_save_and_exits_75(bad_runs):
+  root, results = bad_runs
+  rc, _, err = results['sigterm_at_start']
+  lines = stderr_lines(err)
+  assert rc == 75, err
+  assert len(lines) == 1 and lines[0].startswith('preempted: ') and 'nothing to save' in err
+  assert not os.path.exists(root / 'sigterm_at_start')
 
 
 def test_validate_names_the_key_in_process():
@@ -194,3 +226,93 @@ def test_overwrite_moves_the_old_run_aside(existing_run):
     record = json.load(f)
   assert record['resumes'] == [] and record['flags']['overwrite'] is True
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+
+
+# ---------------------------------------------------------------------------------- one writer
+WRITER_ARGS = [TEST_CONFIG, '--num_steps=8', '--progress=false', '--tensorboard=false']
+
+
+def wait_until_stopped(proc, timeout=240):
+  """Wait until `proc` stopped itself (SIGSTOP: state T in /proc/<pid>/stat)."""
+  import time  # pylint: disable=g-import-not-at-top
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if proc.poll() is not None:
+      raise AssertionError(f'the first writer exited ({proc.returncode}) before stopping: '
+                           f'{proc.communicate()[1][-2000:]}')
+    with open(f'/proc/{proc.pid}/stat') as f:
+      if f.read().rsplit(')', 1)[1].split()[0] == 'T':
+        return
+    time.sleep(0.2)
+  raise AssertionError('the first writer never reached step 4')
+
+
+@pytest.fixture(scope='module')
+def two_writers(tmp_path_factory):
+  """Run A stops itself (SIGSTOP) at step 4 while holding its workdir; then a fresh run, a
+  --resume and an --overwrite on the same workdir are started; A gets SIGTERM + SIGCONT
+  (checkpoint, exit 75) and is resumed to the end. `ref` is the same run undisturbed."""
+  root = tmp_path_factory.mktemp('writers')
+  run, ref = str(root / 'run'), str(root / 'ref')
+  first = start_main(WRITER_ARGS + [f'--workdir={run}'], cli_env(LPS_JAX_FAULT_AT_STEP='4:STOP'))
+  ref_proc = start_main(WRITER_ARGS + [f'--workdir={ref}'])
+  try:
+    wait_until_stopped(first)
+    base = WRITER_ARGS + [f'--workdir={run}']
+    seconds = run_all({'fresh': (base, None), 'resume': (base + ['--resume'], None),
+                       'overwrite': (base + ['--overwrite'], None)})
+    listing = sorted(os.listdir(root))
+    os.kill(first.pid, signal.SIGTERM)
+    os.kill(first.pid, signal.SIGCONT)
+    first_result = (first.wait(timeout=180), *first.communicate())
+  finally:
+    if first.poll() is None:
+      first.kill()
+      first.wait()
+  resumed = run_all({'resumed': (base + ['--resume'], None)})['resumed']
+  ref_result = (ref_proc.wait(timeout=300), *ref_proc.communicate())
+  return dict(run=run, ref=ref, pid=first.pid, first=first_result, seconds=seconds,
+              listing=listing, resumed=resumed, ref_result=ref_result)
+
+
+def test_second_writer_is_refused_while_the_first_is_alive(two_writers):
+  for name in ('fresh', 'resume', 'overwrite'):
+    rc, _, err = two_writers['seconds'][name]
+    lines = stderr_lines(err)
+    assert rc == 2 and len(lines) == 1, (name, err)
+    assert f'is in use by pid {two_writers["pid"]} on host' in lines[0], (name, err)
+  # --overwrite did not move the live run aside.
+  assert [n for n in two_writers['listing'] if n.startswith('run')] == ['run', 'run.lock']
+
+
+def test_first_writer_is_undisturbed_and_resumes_bit_identically(two_writers):
+  run, ref = two_writers['run'], two_writers['ref']
+  rc, _, err = two_writers['first']
+  assert rc == 75 and 'SIGTERM at step 4' in err, err
+  rc, _, err = two_writers['resumed']
+  assert rc == 0 and 'from step 4' in err, err
+  assert two_writers['ref_result'][0] == 0, two_writers['ref_result'][2]
+  assert not os.path.exists(run + '.lock') and not os.path.exists(ref + '.lock')
+  got, step = checkpoint.load_state_dict(os.path.join(run, 'checkpoints'))
+  expected, _ = checkpoint.load_state_dict(os.path.join(ref, 'checkpoints'))
+  assert step == 8
+  for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+    assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+  for name in ('eval.csv', 'final.json'):
+    assert os.path.exists(os.path.join(run, name))
+  with open(os.path.join(run, 'eval.csv'), 'rb') as a, open(os.path.join(ref, 'eval.csv'),
+                                                             'rb') as b:
+    assert a.read() == b.read()
+  # train.csv and metrics.jsonl: identical but for the wall-clock column and the run id.
+  run_id = json.load(open(os.path.join(run, 'config.json')))['run_id']
+  rows = {}
+  for name, d in (('run', run), ('ref', ref)):
+    lines = [json.loads(line) for line in open(os.path.join(d, 'metrics.jsonl'))]
+    assert len({row.pop('run') for row in lines}) == 1          # one run per file
+    rows[name] = [{k: v for k, v in row.items() if k != 'steps_per_second'} for row in lines]
+  assert rows['run'] == rows['ref'] and [r['step'] for r in rows['run']] == [2, 4, 4, 6, 8, 8]
+  assert {json.loads(line)['run'] for line in open(os.path.join(run, 'metrics.jsonl'))} == {run_id}
+  csv_lines = lambda d: open(os.path.join(d, 'train.csv')).read().splitlines()
+  assert csv_lines(run)[0].endswith(',steps_per_second')
+  assert ([l.rsplit(',', 1)[0] for l in csv_lines(run)]
+          == [l.rsplit(',', 1)[0] for l in csv_lines(ref)])
