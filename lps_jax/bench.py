@@ -60,6 +60,11 @@ GPU_PRESET = dict(agents=('lps', 'fql'), dtypes=('float32', 'bfloat16'), steps=(
                   members=(32,), sweep_steps=10, rounds=3, window_s=0.3, budget_s=85.0,
                   matmul_size=8192)
 
+# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps).
+CPU_TABLE = {'small': ((1, 10, 100), (1, 8, 32), 10),
+             'mid': ((1, 10, 100), (1, 8), 1),
+             'paper': ((1, 10), (1, 8), 1)}
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list('agents', list(DEFAULT_AGENTS), 'Agents to benchmark (registry names).')
 flags.DEFINE_list('sizes', ['small'], 'Sizes: tiny, small, mid, paper.')
@@ -75,6 +80,9 @@ flags.DEFINE_bool('gpu', False, 'GPU preset: paper size, LPS and FQL, float32 an
                   'unfused vs fused K=100 vs 32 vmapped agents (K=10), time-boxed to '
                   '--budget_s=85 (about 100 s of wall time with the start-up).')
 flags.DEFINE_string('gpu_size', 'paper', 'Size used by --gpu (tiny: a CPU check of the preset).')
+flags.DEFINE_bool('cpu_table', False, 'The README CPU table: LPS and FQL at small, mid and paper '
+                  'size (K and N per size in CPU_TABLE); prints the markdown table to stderr.')
+flags.DEFINE_string('markdown', None, 'Also write the markdown table here.')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
 
@@ -468,6 +476,53 @@ def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, wi
   return report
 
 
+def _ratios(table: dict, prefix: str, values) -> str:
+  return ' / '.join(f'{table[f"{prefix}={v}"]:.2f}x' if f'{prefix}={v}' in table else '-'
+                    for v in values)
+
+
+def markdown_table(report: dict) -> str:
+  """One row per agent x size x dtype: ratios to the unfused loop and shares of the peak."""
+  lines = ['| agent | size | dtype | unfused agent-steps/s | fused K = 1 / 10 / 100 vs unfused | '
+           'sweep N = 1 / 8 / 32 vs unfused | share of peak: unfused, fused K = 1 / 10 / 100 | '
+           'peak GFLOP/s | load avg (1 min) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for e in report['results']:
+    share = e.get('share_of_peak', {})
+    shares = ' / '.join(f'{100 * share[f"K={k}"]:.0f}%' if f'K={k}' in share else '-'
+                        for k in (1, 10, 100))
+    unfused_share = f'{100 * share["unfused"]:.0f}%' if 'unfused' in share else '-'
+    loads = [l[0] for l in e.get('load_average_per_round', []) if l]
+    load = f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'
+    lines.append(
+        f'| {e["agent"]} | {e["size"]} | {e["compute_dtype"]} | '
+        f'{e["agent_steps_per_s"].get("unfused", float("nan")):.0f} | '
+        f'{_ratios(e["fused_over_unfused"], "K", (1, 10, 100))} | '
+        f'{_ratios(e["sweep_over_unfused"], "N", (1, 8, 32))} | {unfused_share}, {shares} | '
+        f'{e["peak_flops_per_s"] / 1e9:.0f} | {load} |')
+  return '\n'.join(lines)
+
+
+def run_cpu_table(agent_names, budget_s=0.0, rounds=3, window_s=0.5, matmul_size=2048, log=None):
+  """run() per size with that size's CPU_TABLE settings, merged into one report."""
+  report = None
+  for size, (steps, members, sweep_steps) in CPU_TABLE.items():
+    part = run(agent_names, [size], ['float32'], list(steps), list(members), sweep_steps, rounds,
+               window_s, matmul_size, budget_s, log)
+    part['settings']['sizes'] = list(CPU_TABLE)
+    if report is None:
+      report = part
+      report['settings']['per_size'] = {}
+    else:
+      report['results'] += part['results']
+      report['skipped'] += part['skipped']
+      report['total_s'] += part['total_s']
+      report['load_average_at_end'] = part['load_average_at_end']
+    report['settings']['per_size'][size] = {'steps': list(steps), 'members': list(members),
+                                            'sweep_steps': sweep_steps}
+  return report
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -502,12 +557,21 @@ def main(argv):
           f'{sorted(agents_lib.AGENT_MODULES)}, dtypes {sorted(networks.COMPUTE_DTYPES)})',
           file=sys.stderr)
     sys.exit(2)
-  report = run(**kwargs)
+  if FLAGS.cpu_table:
+    report = run_cpu_table(kwargs['agent_names'], kwargs['budget_s'], kwargs['rounds'],
+                           kwargs['window_s'], kwargs['matmul_size'])
+  else:
+    report = run(**kwargs)
   report['command'] = ' '.join(['python -m lps_jax.bench'] + sys.argv[1:])
   text = json.dumps(report, indent=1)
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
       f.write(text + '\n')
+  table = markdown_table(report)
+  if FLAGS.markdown:
+    with open(FLAGS.markdown, 'w') as f:
+      f.write(table + '\n')
+  print(table, file=sys.stderr)
   print(text)
 
 
