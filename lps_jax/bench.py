@@ -57,7 +57,7 @@ SIZES = {
 }
 DEFAULT_AGENTS = ('lps', 'fql')
 GPU_PRESET = dict(agents=('lps', 'fql'), dtypes=('float32', 'bfloat16'), steps=(100,),
-                  members=(32,), sweep_steps=10, rounds=3, window_s=0.3, budget_s=85.0,
+                  members=(32,), sweep_steps=10, rounds=2, window_s=0.3, budget_s=85.0,
                   matmul_size=8192)
 
 # The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps).
@@ -73,9 +73,14 @@ flags.DEFINE_list('steps', ['1', '10', '100'], 'K: updates fused into one jit ca
 flags.DEFINE_list('members', ['1', '8', '32'], 'N: agents vmapped into one program.')
 flags.DEFINE_integer('sweep_steps', 10, 'K of the vmapped sweep programs.')
 flags.DEFINE_integer('rounds', 3, 'Interleaved timing rounds (each times every program once).')
-flags.DEFINE_float('window_s', 0.5, 'Seconds of asynchronously dispatched calls per window.')
+flags.DEFINE_float('min_time', 0.5, 'Seconds of asynchronously dispatched calls per timed window '
+                   '(at least one call).')
 flags.DEFINE_float('budget_s', 0.0, 'Time box for the whole run in seconds (0: none).')
 flags.DEFINE_integer('matmul_size', 0, 'n of the n x n peak matmul (0: 2048 CPU, 8192 else).')
+flags.DEFINE_integer('sample_batch', 0, 'If > 0, also time sample_actions at batch 1 (latency) '
+                     'and at this batch (actions/s).')
+flags.DEFINE_bool('quick', False, 'Smoke test: small size, K in {1, 10}, N in {1, 2}, 2 short '
+                  'rounds.')
 flags.DEFINE_bool('gpu', False, 'GPU preset: paper size, LPS and FQL, float32 and bfloat16, '
                   'unfused vs fused K=100 vs 32 vmapped agents (K=10), time-boxed to '
                   '--budget_s=85 (about 100 s of wall time with the start-up).')
@@ -196,6 +201,18 @@ def _has_scan(jaxpr) -> bool:
              for eqn in jaxpr.eqns)
 
 
+def _has_rolled_loop(jaxpr) -> bool:
+  """Any while loop, or a scan of length > 1 that XLA would see as a loop?"""
+  for eqn in jaxpr.eqns:
+    params = eqn.params
+    if eqn.primitive.name == 'while' or (
+        eqn.primitive.name == 'scan' and 1 < params['length'] and params['unroll'] < params['length']):
+      return True
+    if any(_has_rolled_loop(j) for j in _sub_jaxprs(eqn)):
+      return True
+  return False
+
+
 def _unrolled_scan(eqn, invals):
   """Bind the scan with unroll = length: lax.scan then emits no while loop (jax 0.10 / 0.11).
 
@@ -249,6 +266,8 @@ def loop_aware_flops(fn, *args) -> dict:
   and XLA counts that program. A lax.while_loop of unknown trip count is still counted once.
   """
   plain = xla_flops(jax.jit(fn).lower(*args).compile())
+  if not _has_rolled_loop(jax.make_jaxpr(fn)(*args).jaxpr):
+    return {'flops': plain, 'xla_body_once': plain}          # nothing to unroll
   flat = xla_flops(jax.jit(unrolled(fn)).lower(*args).compile())
   return {'flops': flat, 'xla_body_once': plain}
 
@@ -349,7 +368,7 @@ def load_average():
 
 
 def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_n,
-                budget, data_cache, flops_cache, log) -> dict:
+                budget, data_cache, flops_cache, log, sample_batch=0) -> dict:
   """Compile every program of one agent x size x dtype, then time them in interleaved rounds."""
   hidden, _, batch_size, rows = SIZES[size]
   if size not in data_cache:
@@ -405,7 +424,33 @@ def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s
       f'{k} {statistics.median(p.rates):.4g}/s' for k, p in programs.items()))
   entry.update(summarize(programs, entry.get('flops_per_update')))
   entry['load_average_per_round'] = loads
+  if sample_batch > 0 and budget.fits(budget.last_compile_s * 2 + window_s):
+    log(f'{name}/{size}/{dtype}: sampling')
+    entry['sampling'] = bench_sampling(agent, sample_batch, window_s)
   return entry
+
+
+def bench_sampling(agent, sample_batch: int, window_s: float) -> dict:
+  """sample_actions: median latency at batch 1 (blocking each call), actions/s at a batch."""
+  sample = jax.jit(lambda a, obs, key: a.sample_actions(obs, key))
+  key = jax.random.PRNGKey(0)
+  one = jnp.zeros((1, OBSERVATION_DIM), jnp.float32)
+  many = jax.random.normal(key, (sample_batch, OBSERVATION_DIM), jnp.float32)
+  jax.block_until_ready((sample(agent, one, key), sample(agent, many, key)))
+  latencies, start = [], time.perf_counter()
+  while len(latencies) < 20 or time.perf_counter() - start < window_s:
+    tick = time.perf_counter()
+    jax.block_until_ready(sample(agent, one, key))
+    latencies.append(time.perf_counter() - tick)
+  calls, start = 0, time.perf_counter()
+  outs = []
+  while calls < 2 or time.perf_counter() - start < window_s:
+    outs.append(sample(agent, many, key))
+    calls += 1
+  jax.block_until_ready(outs)
+  return {'latency_batch1_ms': 1e3 * statistics.median(latencies),
+          'throughput_batch': sample_batch,
+          'actions_per_s': sample_batch * calls / (time.perf_counter() - start)}
 
 
 def _median_ratio(num, den):
@@ -433,7 +478,7 @@ def summarize(programs: dict, flops_per_update) -> dict:
 
 
 def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, window_s=0.5,
-        matmul_size=2048, budget_s=0.0, log=None) -> dict:
+        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0) -> dict:
   """The whole benchmark as a JSON-able dict."""
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
   budget = Budget(budget_s)
@@ -447,7 +492,7 @@ def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, wi
       'settings': {'agents': list(agent_names), 'sizes': list(sizes), 'dtypes': list(dtypes),
                    'steps': list(steps), 'members': list(members), 'sweep_steps': sweep_steps,
                    'rounds': rounds, 'window_s': window_s, 'matmul_size': matmul_size,
-                   'budget_s': budget_s},
+                   'budget_s': budget_s, 'sample_batch': sample_batch},
       'notes': [
           'unfused: numpy minibatch on the host + one jit(agent.update) call per step, no '
           'donation (as seohongpark/fql main.py); fused: engine.make_train_fn(K); sweep N: '
@@ -470,7 +515,7 @@ def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, wi
           continue
         report['results'].append(bench_entry(
             name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_size,
-            budget, data_cache, flops_cache, log))
+            budget, data_cache, flops_cache, log, sample_batch))
   report['load_average_at_end'] = load_average()
   report['total_s'] = budget.elapsed()
   return report
@@ -505,10 +550,11 @@ def markdown_table(report: dict) -> str:
 
 def run_cpu_table(agent_names, budget_s=0.0, rounds=3, window_s=0.5, matmul_size=2048, log=None):
   """run() per size with that size's CPU_TABLE settings, merged into one report."""
-  report = None
+  report, start = None, time.perf_counter()
   for size, (steps, members, sweep_steps) in CPU_TABLE.items():
+    left = max(budget_s - (time.perf_counter() - start), 1e-9) if budget_s > 0 else 0.0
     part = run(agent_names, [size], ['float32'], list(steps), list(members), sweep_steps, rounds,
-               window_s, matmul_size, budget_s, log)
+               window_s, matmul_size, left, log)
     part['settings']['sizes'] = list(CPU_TABLE)
     if report is None:
       report = part
@@ -520,6 +566,7 @@ def run_cpu_table(agent_names, budget_s=0.0, rounds=3, window_s=0.5, matmul_size
       report['load_average_at_end'] = part['load_average_at_end']
     report['settings']['per_size'][size] = {'steps': list(steps), 'members': list(members),
                                             'sweep_steps': sweep_steps}
+  report['settings']['budget_s'] = budget_s
   return report
 
 
@@ -535,8 +582,12 @@ def main(argv):
   on_cpu = jax.devices()[0].platform == 'cpu'
   kwargs = dict(agent_names=FLAGS.agents, sizes=FLAGS.sizes, dtypes=FLAGS.dtypes, steps=steps,
                 members=members, sweep_steps=FLAGS.sweep_steps, rounds=FLAGS.rounds,
-                window_s=FLAGS.window_s, budget_s=FLAGS.budget_s,
-                matmul_size=FLAGS.matmul_size or (2048 if on_cpu else 8192))
+                window_s=FLAGS.min_time, budget_s=FLAGS.budget_s,
+                matmul_size=FLAGS.matmul_size or (2048 if on_cpu else 8192),
+                sample_batch=FLAGS.sample_batch)
+  if FLAGS.quick:
+    kwargs.update(sizes=['small'], steps=[1, 10], members=[1, 2], rounds=2,
+                  window_s=min(FLAGS.min_time, 0.2), matmul_size=FLAGS.matmul_size or 1024)
   if FLAGS.gpu:
     preset = dict(GPU_PRESET)
     kwargs.update(agent_names=list(preset['agents']), sizes=[FLAGS.gpu_size],
@@ -544,7 +595,7 @@ def main(argv):
                   members=list(preset['members']), sweep_steps=preset['sweep_steps'],
                   rounds=preset['rounds'], window_s=preset['window_s'],
                   budget_s=FLAGS.budget_s or preset['budget_s'],
-                  matmul_size=FLAGS.matmul_size or preset['matmul_size'])
+                  matmul_size=FLAGS.matmul_size or preset['matmul_size'], sample_batch=0)
   problems = [f'--sizes: unknown {s!r}' for s in kwargs['sizes'] if s not in SIZES]
   problems += [f'--agents: unknown {a!r}' for a in kwargs['agent_names']
                if a not in agents_lib.AGENT_MODULES]
@@ -552,6 +603,8 @@ def main(argv):
                if d not in networks.COMPUTE_DTYPES]
   if min(steps + members + [kwargs['sweep_steps'], kwargs['rounds']]) < 1:
     problems.append('--steps, --members, --sweep_steps and --rounds must be >= 1')
+  if not FLAGS.min_time > 0 or FLAGS.sample_batch < 0 or FLAGS.matmul_size < 0:
+    problems.append('--min_time must be > 0, --sample_batch and --matmul_size >= 0')
   if problems:
     print(f'error: {problems[0]} (sizes {sorted(SIZES)}, agents '
           f'{sorted(agents_lib.AGENT_MODULES)}, dtypes {sorted(networks.COMPUTE_DTYPES)})',
@@ -560,6 +613,7 @@ def main(argv):
   if FLAGS.cpu_table:
     report = run_cpu_table(kwargs['agent_names'], kwargs['budget_s'], kwargs['rounds'],
                            kwargs['window_s'], kwargs['matmul_size'])
+    report['settings']['sample_batch'] = 0
   else:
     report = run(**kwargs)
   report['command'] = ' '.join(['python -m lps_jax.bench'] + sys.argv[1:])
