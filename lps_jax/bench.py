@@ -27,6 +27,8 @@ Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS pape
 whose compile + timing would overrun it is skipped and listed under "skipped".
 
   python -m lps_jax.bench --sizes=small,mid,paper --agents=lps,fql --output=bench.json
+  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md   # README
+  python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
   python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
   python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
 """

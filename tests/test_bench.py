@@ -101,6 +101,9 @@ def test_bench_json_has_ratios_and_loop_aware_flops(fql_reference_flops):
   assert entry['agent_steps_per_s']['unfused'] > 0 and entry['rounds_timed'] == 2
   for ratio in [*entry['fused_over_unfused'].values(), *entry['sweep_over_unfused'].values()]:
     assert ratio > 0 and np.isfinite(ratio)
+  # Tiny nets are dispatch-bound: 10 fused updates per call beat one jit call per update
+  # (measured 7-10x on a loaded CPU), whatever the load, since the two are interleaved.
+  assert entry['fused_over_unfused']['K=10'] > 1.5
   assert set(entry['share_of_peak']) == {'unfused', 'K=1', 'K=10', 'N=1', 'N=2'}
   # The shipped FQL agent (whatever form its Euler loop takes) is counted in full.
   assert entry['flops_per_update'] == pytest.approx(fql_reference_flops, rel=0.01)
