@@ -1,23 +1,38 @@
-"""Training and action-sampling throughput of every agent: `python -m lps_jax.bench` -> JSON.
+"""Training throughput of the fused engine against an unfused loop: `python -m lps_jax.bench` -> JSON.
 
-For each agent x size x K (updates fused per jit call by lax.scan) x N (agents vmapped into
-one program), on a synthetic dataset shaped like OGBench cube-single (obs 28, action 5,
-h = 5 -> D = 25):
+For each agent x size x compute dtype, on a synthetic dataset shaped like OGBench cube-single
+(obs 28, action 5, h = 5 -> D = 25), in ONE process on ONE device, these programs are compiled
+and then timed in interleaved rounds (each round times every program once, so a change of
+machine load hits all of them alike):
 
-  update_steps_per_s   updates per second of each agent (K * calls / s)
-  agent_steps_per_s    N * update_steps_per_s (the sweep's total throughput)
-  flops_per_update     XLA cost analysis of one update (the K = 1 program / N; XLA counts a
-                       while-loop body once, so the K > 1 programs are not used for this)
-  achieved_flops_per_s flops_per_update * agent_steps_per_s, and its fraction of
-  peak_flops_per_s     a dense f32 matmul timed in the same run
-  compile_s            lower + compile of that program
+  unfused      the public implementations' loop (e.g. seohongpark/fql): a minibatch sampled
+               on the host with numpy, then one jit call of agent.update per step
+  fused K      engine.make_train_fn(K): K updates, batches sampled on the device, one call
+  sweep N      sweep.make_vmapped_train_fn(K_sweep): N agents vmapped in one program
+  matmul       a dense n x n matmul in the compute dtype (the same-run practical peak)
 
-and per agent x size: one-step action sampling latency at batch 1 and actions/s at a large
-batch. Sizes: 'paper' = the LPS paper's networks (4x512, batch 256), 'small' = 2x64, batch 64.
-Defaults: all sizes on an accelerator, 'small' only on a CPU. `--quick`: small, K in {1, 10},
-N in {1, 2}, short timings (a smoke test). Agents that cannot be imported are reported under
-"skipped".
+Every timed window dispatches its calls asynchronously and blocks once at the end (as a
+training loop does). Reported per entry:
+
+  agent_steps_per_s      median over rounds (N * K * calls / s)
+  fused_over_unfused     {K: median over rounds of fused K / unfused, same round}
+  sweep_over_unfused     {N: vmapped N agent-steps/s / the unfused single-agent loop's}
+  flops_per_update       XLA cost analysis of one fused update with every loop counted by its
+                         trip count (the program is re-traced with each lax.scan unrolled;
+                         XLA itself counts a loop body once: `flops_per_update_xla_body_once`)
+  share_of_peak          flops_per_update * agent_steps_per_s / the same round's matmul rate
+
+Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS paper's networks
+(4x512, batch 256); tiny = 2x16, batch 16 (tests). `--budget_s` time-boxes the run: a program
+whose compile + timing would overrun it is skipped and listed under "skipped".
+
+  python -m lps_jax.bench --sizes=small,mid,paper --agents=lps,fql --output=bench.json
+  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md   # README
+  python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
+  python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
+  python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
 """
+import functools
 import importlib
 import json
 import os
@@ -31,30 +46,54 @@ import jax.numpy as jnp
 import numpy as np
 
 from lps_jax import agents as agents_lib
-from lps_jax import cli, engine
+from lps_jax import cli, engine, networks
 from lps_jax import vmap_sweep as sweep
 from lps_jax.data import dataset as dataset_lib
 
 OBSERVATION_DIM, ACTION_DIM, HORIZON = 28, 5, 5       # OGBench cube-single, chunk h = 5
 SIZES = {
     # name: (flow/critic hidden, actor hidden or None = the agent's default, batch, dataset rows)
+    'tiny': ((16, 16), (16, 16), 16, 2_000),
     'small': ((64, 64), (64, 64), 64, 10_000),
+    'mid': ((256, 256), (256, 256), 256, 100_000),
     'paper': ((512, 512, 512, 512), None, 256, 100_000),
 }
-DEFAULT_AGENTS = ('lps', 'fql', 'dsrl', 'lawr')
+DEFAULT_AGENTS = ('lps', 'fql')
+GPU_PRESET = dict(agents=('lps', 'fql'), dtypes=('float32', 'bfloat16'), steps=(100,),
+                  members=(32,), sweep_steps=10, rounds=2, window_s=0.3, budget_s=85.0,
+                  matmul_size=8192)
+
+# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps).
+# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps); the
+# paper size first, so that a time box (--budget_s) cuts the cheap sizes. N = 1 is left out at
+# mid and paper size: it runs the same program as fused K = sweep K (sweep.py routes it).
+CPU_TABLE = {'paper': ((1, 10), (8,), 1),
+             'mid': ((1, 10, 100), (8,), 1),
+             'small': ((1, 10, 100), (1, 8, 32), 10)}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('agents', list(DEFAULT_AGENTS), 'Agents to benchmark (registry names).')
-flags.DEFINE_list('sizes', [], 'small and/or paper (default: both on an accelerator, small on CPU).')
-flags.DEFINE_list('steps', ['1', '100'], 'K: updates fused into one jit call.')
-flags.DEFINE_list('members', ['1', '8'], 'N: agents vmapped into one program.')
-flags.DEFINE_float('min_time', 1.0, 'Seconds of timed calls per configuration (at least 2 calls).',
-                   lower_bound=0.0)
-flags.DEFINE_integer('sample_batch', 0, 'Batch for sampling throughput (0: 4096 CPU, 65536 else).',
-                     lower_bound=0)
-flags.DEFINE_integer('matmul_size', 0, 'n of the n x n peak matmul (0: 2048 CPU, 8192 else).',
-                     lower_bound=0)
-flags.DEFINE_bool('quick', False, 'Smoke test: small size, K in {1, 10}, N in {1, 2}, short timings.')
+flags.DEFINE_list('sizes', ['small'], 'Sizes: tiny, small, mid, paper.')
+flags.DEFINE_list('dtypes', ['float32'], 'compute_dtype values: float32, bfloat16.')
+flags.DEFINE_list('steps', ['1', '10', '100'], 'K: updates fused into one jit call.')
+flags.DEFINE_list('members', ['1', '8', '32'], 'N: agents vmapped into one program.')
+flags.DEFINE_integer('sweep_steps', 10, 'K of the vmapped sweep programs.')
+flags.DEFINE_integer('rounds', 3, 'Interleaved timing rounds (each times every program once).')
+flags.DEFINE_float('min_time', 0.5, 'Seconds of asynchronously dispatched calls per timed window '
+                   '(at least one call).')
+flags.DEFINE_float('budget_s', 0.0, 'Time box for the whole run in seconds (0: none).')
+flags.DEFINE_integer('matmul_size', 0, 'n of the n x n peak matmul (0: 2048 CPU, 8192 else).')
+flags.DEFINE_integer('sample_batch', 0, 'If > 0, also time sample_actions at batch 1 (latency) '
+                     'and at this batch (actions/s).')
+flags.DEFINE_bool('quick', False, 'Smoke test: small size, K in {1, 10}, N in {1, 2}, 2 short '
+                  'rounds.')
+flags.DEFINE_bool('gpu', False, 'GPU preset: paper size, LPS and FQL, float32 and bfloat16, '
+                  'unfused vs fused K=100 vs 32 vmapped agents (K=10), time-boxed to '
+                  '--budget_s=85 (about 100 s of wall time with the start-up).')
+flags.DEFINE_string('gpu_size', 'paper', 'Size used by --gpu (tiny: a CPU check of the preset).')
+flags.DEFINE_bool('cpu_table', False, 'The README CPU table: LPS and FQL at small, mid and paper '
+                  'size (K and N per size in CPU_TABLE); prints the markdown table to stderr.')
+flags.DEFINE_string('markdown', None, 'Also write the markdown table here.')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
 
@@ -65,23 +104,57 @@ def _positive_ints(values) -> bool:
 flags.register_validator('steps', _positive_ints, '--steps must be integers >= 1, e.g. 1,100')
 flags.register_validator('members', _positive_ints, '--members must be integers >= 1, e.g. 1,8')
 flags.register_validator('min_time', lambda t: t > 0, '--min_time must be > 0 seconds')
+flags.register_validator('sweep_steps', lambda k: k >= 1, '--sweep_steps must be >= 1')
+flags.register_validator('rounds', lambda k: k >= 1, '--rounds must be >= 1')
+flags.register_validator('budget_s', lambda t: t >= 0, '--budget_s must be >= 0 (0: none)')
+flags.register_validator('matmul_size', lambda n: n >= 0, '--matmul_size must be >= 0')
+flags.register_validator('sample_batch', lambda n: n >= 0, '--sample_batch must be >= 0')
 
 
-def synthetic_dataset(num_rows: int, seed: int = 0) -> dataset_lib.DeviceDataset:
-  """Random transitions in OGBench cube-single shapes, episodes of 1000 steps."""
+# ------------------------------------------------------------------------------ data
+def synthetic_transitions(num_rows: int, seed: int = 0) -> dict:
+  """Random transitions in OGBench cube-single shapes (host numpy), episodes of 1000 steps."""
   rng = np.random.default_rng(seed)
   obs = rng.standard_normal((num_rows + 1, OBSERVATION_DIM)).astype(np.float32)
-  transitions = {
+  return {
       'observations': obs[:-1], 'next_observations': obs[1:],
       'actions': rng.uniform(-1, 1, (num_rows, ACTION_DIM)).astype(np.float32),
       'rewards': -(rng.uniform(size=num_rows) < 0.9).astype(np.float32),
       'masks': np.ones(num_rows, np.float32),
       'terminals': (np.arange(num_rows) % 1000 == 999).astype(np.float32),
   }
-  return dataset_lib.to_device(transitions, HORIZON, source='synthetic cube-single')
 
 
-def agent_config(name: str, size: str):
+class HostSampler:
+  """dataset.sample_batch in numpy on the host (the unfused loop's sampler)."""
+
+  def __init__(self, transitions: dict, batch_size: int, horizon: int, discount: float,
+               seed: int = 0):
+    self.t = {k: np.asarray(v, np.float32) for k, v in transitions.items()}
+    self.starts = dataset_lib.chunk_starts(self.t['terminals'], horizon)
+    self.batch_size, self.horizon = batch_size, horizon
+    self.discounts = (discount ** np.arange(horizon)).astype(np.float32)
+    self.rng = np.random.default_rng(seed)
+
+  def sample(self) -> dict:
+    """-> the batch dict of dataset.sample_batch, numpy arrays."""
+    b, h, t = self.batch_size, self.horizon, self.t
+    start = self.starts[self.rng.integers(0, len(self.starts), b)]
+    rows = start[:, None] + np.arange(h)[None]
+    step_masks = t['masks'][rows]
+    alive = np.cumprod(np.concatenate([np.ones((b, 1), np.float32), step_masks[:, :-1]], 1), 1)
+    last = len(t['actions']) - 1
+    return {
+        'observations': t['observations'][start],
+        'actions': t['actions'][rows].reshape(b, -1),
+        'rewards': np.sum(self.discounts * alive * t['rewards'][rows], axis=1),
+        'masks': np.prod(step_masks, axis=1),
+        'next_observations': t['next_observations'][rows[:, -1]],
+        'next_actions': t['actions'][np.minimum(rows + h, last)].reshape(b, -1),
+    }
+
+
+def agent_config(name: str, size: str, compute_dtype: str = 'float32'):
   module = importlib.import_module(agents_lib.AGENT_MODULES[name][0])
   config = module.get_config()
   hidden, actor_hidden, batch_size, _ = SIZES[size]
@@ -89,6 +162,7 @@ def agent_config(name: str, size: str):
   config.batch_size = batch_size
   config.flow_hidden_dims = hidden
   config.critic_hidden_dims = hidden
+  config.compute_dtype = compute_dtype
   if actor_hidden is not None:
     config.actor_hidden_dims = actor_hidden
   if name == 'lawr':
@@ -96,6 +170,7 @@ def agent_config(name: str, size: str):
   return config
 
 
+# ------------------------------------------------------------------------------ FLOPs
 def xla_flops(compiled) -> float:
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):
@@ -103,174 +178,477 @@ def xla_flops(compiled) -> float:
   return float((analysis or {}).get('flops', float('nan')))
 
 
-def timed_calls(call, min_time: float, min_calls: int = 2):
-  """Run call() (it blocks) until min_time has passed -> (calls, seconds)."""
-  start, calls = time.perf_counter(), 0
-  while calls < min_calls or time.perf_counter() - start < min_time:
-    call()
-    calls += 1
-  return calls, time.perf_counter() - start
+def _is_literal(var) -> bool:
+  return type(var).__name__ == 'Literal'
 
 
-def matmul_peak(n: int, repeats: int = 5) -> dict:
-  """Best-of-repeats dense f32 n x n matmul rate: the machine's practical peak."""
-  x = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(x, x).block_until_ready()
-  best = min(_time_once(lambda: dot(x, x).block_until_ready()) for _ in range(repeats))
-  return {'matmul_n': n, 'peak_flops_per_s': 2.0 * n ** 3 / best, 'matmul_s': best}
+def _eval_jaxpr_unrolled(jaxpr, consts, args):
+  """Evaluate a jaxpr (under a trace), replacing every scan by its unrolled body."""
+  env = {}
+
+  def read(var):
+    return var.val if _is_literal(var) else env[var]
+
+  def write(var, value):
+    if type(var).__name__ != 'DropVar':
+      env[var] = value
+
+  for var, value in zip(jaxpr.constvars, consts):
+    write(var, value)
+  for var, value in zip(jaxpr.invars, args):
+    write(var, value)
+  for eqn in jaxpr.eqns:
+    outs = _eval_eqn_unrolled(eqn, [read(v) for v in eqn.invars])
+    for var, value in zip(eqn.outvars, outs):
+      write(var, value)
+  return [read(v) for v in jaxpr.outvars]
 
 
-def _time_once(fn) -> float:
+def _eval_closed_unrolled(closed, args):
+  return _eval_jaxpr_unrolled(closed.jaxpr, closed.consts, args)
+
+
+def _sub_jaxprs(eqn):
+  for value in eqn.params.values():
+    for item in (value if isinstance(value, (tuple, list)) else [value]):
+      inner = getattr(item, 'jaxpr', item)
+      if hasattr(inner, 'eqns'):
+        yield inner
+
+
+def _has_scan(jaxpr) -> bool:
+  return any(eqn.primitive.name == 'scan' or any(_has_scan(j) for j in _sub_jaxprs(eqn))
+             for eqn in jaxpr.eqns)
+
+
+def _has_rolled_loop(jaxpr) -> bool:
+  """Any while loop, or a scan of length > 1 that XLA would see as a loop?"""
+  for eqn in jaxpr.eqns:
+    params = eqn.params
+    if eqn.primitive.name == 'while' or (
+        eqn.primitive.name == 'scan' and 1 < params['length'] and params['unroll'] < params['length']):
+      return True
+    if any(_has_rolled_loop(j) for j in _sub_jaxprs(eqn)):
+      return True
+  return False
+
+
+def _unrolled_scan(eqn, invals):
+  """Bind the scan with unroll = length: lax.scan then emits no while loop (jax 0.10 / 0.11).
+
+  Only the params `length`, `unroll` and `jaxpr` are touched (the others differ between jax
+  versions). A scan nested in the body is unrolled too, by re-tracing the body.
+  """
+  params = dict(eqn.params)
+  params['unroll'] = max(int(params['length']), 1)
+  body = params['jaxpr']
+  if _has_scan(body.jaxpr):
+    shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+              for a in body.in_avals]
+    params['jaxpr'] = jax.make_jaxpr(lambda *xs: _eval_closed_unrolled(body, xs))(*shapes)
+  return eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+
+
+def _eval_eqn_unrolled(eqn, invals):
+  name, params = eqn.primitive.name, eqn.params
+  if name == 'scan':
+    return _unrolled_scan(eqn, invals)
+  inner = None
+  if name in ('pjit', 'jit', 'closed_call', 'core_call', 'checkpoint', 'remat'):
+    inner = params.get('jaxpr')
+  elif name.startswith('custom_jvp_call') or name.startswith('custom_vjp_call'):
+    inner = params.get('call_jaxpr', params.get('fun_jaxpr'))
+  if inner is not None:
+    if hasattr(inner, 'consts'):
+      return _eval_closed_unrolled(inner, invals)
+    return _eval_jaxpr_unrolled(inner, [], invals)
+  out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+  return out if eqn.primitive.multiple_results else [out]
+
+
+def unrolled(fn):
+  """fn(*args) re-traced with every lax.scan unrolled (same outputs, flat list)."""
+
+  def run(*args):
+    leaves = jax.tree.leaves(args)
+    closed = jax.make_jaxpr(lambda *xs: fn(*jax.tree.unflatten(jax.tree.structure(args), xs)))(
+        *leaves)
+    return _eval_closed_unrolled(closed, leaves)
+
+  return run
+
+
+def loop_aware_flops(fn, *args, compiled=None) -> dict:
+  """{'flops': XLA flops with each loop counted by its trip count, 'xla_body_once': plain XLA}.
+
+  XLA's cost analysis counts a while-loop body once whatever its trip count; here fn is
+  re-traced with every lax.scan unrolled (lax.fori_loop with static bounds is a scan too)
+  and XLA counts that program. A lax.while_loop of unknown trip count is still counted once.
+  `compiled`: fn already compiled for args (saves a compile when there is no loop to unroll).
+  """
+  plain = xla_flops(compiled or jax.jit(fn).lower(*args).compile())
+  if not _has_rolled_loop(jax.make_jaxpr(fn)(*args).jaxpr):
+    return {'flops': plain, 'xla_body_once': plain}          # nothing to unroll
+  flat = xla_flops(jax.jit(unrolled(fn)).lower(*args).compile())
+  return {'flops': flat, 'xla_body_once': plain}
+
+
+def update_flops(agent, data, compiled=None) -> dict:
+  """loop_aware_flops of one fused update (K = 1: batch sampling + update)."""
+  return loop_aware_flops(functools.partial(engine.train_steps, num_steps=1), agent, data,
+                          compiled=compiled)
+
+
+# ------------------------------------------------------------------------------ programs
+class Program:
+  """A compiled, warmed-up program; window(s) times asynchronously dispatched calls."""
+
+  def __init__(self, name, call, state, steps_per_call, flops_per_call=None):
+    self.name, self.call, self.state = name, call, state
+    self.steps_per_call = steps_per_call          # agent-steps (or flops for the matmul)
+    self.rates = []
+    jax.block_until_ready(self._run(1))            # warm-up (runs the compiled program)
+    start = time.perf_counter()
+    jax.block_until_ready(self._run(1))
+    self.call_s = time.perf_counter() - start
+
+  def _run(self, calls):
+    state = self.state
+    for _ in range(calls):
+      state = self.call(state)
+    self.state = state
+    return state
+
+  def window(self, seconds: float) -> float:
+    """Dispatch ~seconds of calls, block once at the end -> rate (units per second)."""
+    calls = max(1, int(round(seconds / max(self.call_s, 1e-6))))
+    start = time.perf_counter()
+    jax.block_until_ready(self._run(calls))
+    elapsed = time.perf_counter() - start
+    self.call_s = elapsed / calls
+    rate = calls * self.steps_per_call / elapsed
+    self.rates.append(rate)
+    return rate
+
+
+def fused_program(agent, data, num_steps: int) -> tuple:
+  """(Program, compile_s) of engine.make_train_fn(K) on one agent."""
   start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
-
-
-def bench_training(agent, data, num_steps: int, num_members: int, min_time: float) -> dict:
-  """Throughput of K = num_steps fused updates for N = num_members vmapped agents."""
-  if num_members == 1:
-    fn, state = engine.make_train_fn(num_steps), agent
-  else:
-    keys = jax.random.split(agent.rng, num_members)
-    state = sweep.stack([agent.replace(rng=k) for k in keys])
-    fn = sweep.make_vmapped_train_fn(num_steps)
-  start = time.perf_counter()
-  compiled = fn.lower(state, data).compile()
+  compiled = engine.make_train_fn(num_steps).lower(agent, data).compile()
   compile_s = time.perf_counter() - start
-  state = jax.tree.map(jnp.copy, state)            # the compiled program donates its input
-  holder = [jax.block_until_ready(compiled(state, data)[0])]   # warm-up call
-
-  def call():
-    holder[0], metrics = compiled(holder[0], data)
-    jax.block_until_ready(metrics)
-
-  calls, seconds = timed_calls(call, min_time)
-  update_rate = num_steps * calls / seconds
-  return {'K': num_steps, 'N': num_members, 'compile_s': compile_s, 'calls': calls,
-          'seconds': seconds, 'update_steps_per_s': update_rate,
-          'agent_steps_per_s': update_rate * num_members, 'xla_flops_per_call': xla_flops(compiled)}
+  state = jax.tree.map(jnp.copy, agent)           # the program donates its input
+  program = Program(f'fused K={num_steps}', lambda a: compiled(a, data)[0], state, num_steps)
+  program.compiled = compiled
+  return program, compile_s
 
 
-def bench_sampling(agent, sample_batch: int, min_time: float) -> dict:
+def sweep_program(agent, data, num_members: int, num_steps: int) -> tuple:
+  """(Program, compile_s) of sweep.make_vmapped_train_fn(K) on N stacked agents."""
+  keys = jax.random.split(agent.rng, num_members)
+  stacked = sweep.stack([agent.replace(rng=k) for k in keys])
+  start = time.perf_counter()
+  compiled = sweep.make_vmapped_train_fn(num_steps).lower(stacked, data).compile()
+  compile_s = time.perf_counter() - start
+  return Program(f'sweep N={num_members}', lambda a: compiled(a, data)[0], stacked,
+                 num_members * num_steps), compile_s
+
+
+def unfused_program(agent, sampler: HostSampler) -> tuple:
+  """(Program, compile_s) of the public loop: numpy batch on the host, one jit call per update."""
+  update = jax.jit(lambda a, batch: a.update(batch))
+  state = jax.tree.map(jnp.copy, agent)
+  start = time.perf_counter()
+  jax.block_until_ready(update(state, sampler.sample()))       # compiles on the first call
+  compile_s = time.perf_counter() - start
+  return Program('unfused', lambda a: update(a, sampler.sample())[0], state, 1), compile_s
+
+
+def matmul_program(n: int, dtype) -> Program:
+  """x @ x for an n x n x in `dtype`; each call depends on the last (`* 0 + previous`)."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
+  step = jax.jit(lambda a, previous: jnp.dot(a, a) * jnp.zeros((), a.dtype) + previous)
+  return Program(f'matmul {n} {jnp.dtype(dtype).name}', lambda s: (s[0], step(*s)),
+                 (x, jnp.zeros_like(x)), 2.0 * n ** 3)
+
+
+# ------------------------------------------------------------------------------ run
+class Budget:
+  """Wall-clock time box; estimate() says whether `seconds` more still fit."""
+
+  def __init__(self, seconds: float):
+    self.start, self.seconds = time.perf_counter(), seconds
+    self.last_compile_s = 0.0       # the next compile is guessed to take as long
+
+  def elapsed(self) -> float:
+    return time.perf_counter() - self.start
+
+  def fits(self, seconds: float) -> bool:
+    return self.seconds <= 0 or self.elapsed() + seconds <= self.seconds
+
+
+def load_average():
+  return [round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None
+
+
+def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_n,
+                budget, data_cache, flops_cache, log, sample_batch=0) -> dict:
+  """Compile every program of one agent x size x dtype, then time them in interleaved rounds."""
+  hidden, _, batch_size, rows = SIZES[size]
+  if size not in data_cache:
+    transitions = synthetic_transitions(rows)
+    data_cache[size] = (transitions, dataset_lib.to_device(transitions, HORIZON, 'synthetic'))
+  transitions, data = data_cache[size]
+  config = agent_config(name, size, dtype)
+  agent = agents_lib.get_agent_class(name).create(0, OBSERVATION_DIM, ACTION_DIM * HORIZON,
+                                                  config)
+  entry = {'agent': name, 'size': size, 'compute_dtype': dtype, 'batch_size': batch_size,
+           'hidden': list(hidden), 'actor_hidden': list(config.actor_hidden_dims),
+           'num_params': int(sum(x.size for x in jax.tree.leaves(agent.params()))),
+           'compile_s': {}, 'skipped': []}
+  programs = {'matmul': matmul_program(matmul_n, networks.COMPUTE_DTYPES[dtype])}
+  builders = [('unfused', lambda: unfused_program(
+      agent, HostSampler(transitions, batch_size, HORIZON, config.discount)))]
+  builders += [(f'K={k}', functools.partial(fused_program, agent, data, k)) for k in steps]
+  builders += [(f'N={n}', functools.partial(sweep_program, agent, data, n, sweep_steps))
+               for n in members]
+  for key, build in builders:
+    # A new program costs about the last compile (a guess) plus its timing windows.
+    if not budget.fits(budget.last_compile_s + rounds * window_s * 1.5):
+      entry['skipped'].append(f'{key} (budget)')
+      log(f'{name}/{size}/{dtype}: {key} skipped (budget)')
+      continue
+    log(f'{name}/{size}/{dtype}: compiling {key}')
+    program, budget.last_compile_s = build()
+    entry['compile_s'][key] = budget.last_compile_s
+    if not budget.fits(rounds * program.call_s):
+      entry['skipped'].append(f'{key} (one call takes {program.call_s:.1f} s; budget)')
+      continue
+    programs[key] = program
+
+  if (name, size) not in flops_cache and budget.fits(0):   # the count does not depend on dtype
+    log(f'{name}/{size}/{dtype}: FLOPs (loops unrolled)')
+    k1 = programs.get('K=1')
+    flops_cache[(name, size)] = update_flops(agent, data, getattr(k1, 'compiled', None))
+  if (name, size) in flops_cache:
+    entry['flops_per_update'] = flops_cache[(name, size)]['flops']
+    entry['flops_per_update_xla_body_once'] = flops_cache[(name, size)]['xla_body_once']
+  else:
+    entry['skipped'].append('flops (budget)')
+
+  loads = []
+  for r in range(rounds):
+    if r > 0 and not budget.fits(sum(max(window_s, p.call_s) for p in programs.values())):
+      entry['skipped'].append(f'rounds {r + 1}..{rounds} (budget)')
+      break
+    loads.append(load_average())
+    for program in programs.values():
+      program.window(window_s)
+  log(f'{name}/{size}/{dtype}: ' + ', '.join(
+      f'{k} {statistics.median(p.rates):.4g}/s' for k, p in programs.items()))
+  entry.update(summarize(programs, entry.get('flops_per_update')))
+  entry['load_average_per_round'] = loads
+  if sample_batch > 0 and budget.fits(budget.last_compile_s * 2 + window_s):
+    log(f'{name}/{size}/{dtype}: sampling')
+    entry['sampling'] = bench_sampling(agent, sample_batch, window_s)
+  return entry
+
+
+def bench_sampling(agent, sample_batch: int, window_s: float) -> dict:
+  """sample_actions: median latency at batch 1 (blocking each call), actions/s at a batch."""
   sample = jax.jit(lambda a, obs, key: a.sample_actions(obs, key))
   key = jax.random.PRNGKey(0)
   one = jnp.zeros((1, OBSERVATION_DIM), jnp.float32)
   many = jax.random.normal(key, (sample_batch, OBSERVATION_DIM), jnp.float32)
-  sample(agent, one, key).block_until_ready()
-  sample(agent, many, key).block_until_ready()
-  latencies = []
-  start = time.perf_counter()
-  while len(latencies) < 20 or time.perf_counter() - start < min_time / 2:
-    latencies.append(_time_once(lambda: sample(agent, one, key).block_until_ready()))
-  calls, seconds = timed_calls(lambda: sample(agent, many, key).block_until_ready(), min_time / 2)
+  jax.block_until_ready((sample(agent, one, key), sample(agent, many, key)))
+  latencies, start = [], time.perf_counter()
+  while len(latencies) < 20 or time.perf_counter() - start < window_s:
+    tick = time.perf_counter()
+    jax.block_until_ready(sample(agent, one, key))
+    latencies.append(time.perf_counter() - tick)
+  calls, start = 0, time.perf_counter()
+  outs = []
+  while calls < 2 or time.perf_counter() - start < window_s:
+    outs.append(sample(agent, many, key))
+    calls += 1
+  jax.block_until_ready(outs)
   return {'latency_batch1_ms': 1e3 * statistics.median(latencies),
-          'latency_batch1_p90_ms': 1e3 * float(np.percentile(latencies, 90)),
           'throughput_batch': sample_batch,
-          'actions_per_s': sample_batch * calls / seconds}
+          'actions_per_s': sample_batch * calls / (time.perf_counter() - start)}
 
 
-def run(agent_names, sizes, steps, members, min_time, sample_batch, matmul_size, log=None):
+def _median_ratio(num, den):
+  return statistics.median(a / b for a, b in zip(num.rates, den.rates))
+
+
+def summarize(programs: dict, flops_per_update) -> dict:
+  """Median rates, per-round ratios to the unfused loop, and shares of the matmul peak."""
+  peak = programs['matmul']
+  out = {'peak_flops_per_s': statistics.median(peak.rates), 'agent_steps_per_s': {},
+         'fused_over_unfused': {}, 'sweep_over_unfused': {}, 'share_of_peak': {},
+         'rounds_timed': len(peak.rates)}
+  unfused = programs.get('unfused')
+  for key, program in programs.items():
+    if key == 'matmul':
+      continue
+    out['agent_steps_per_s'][key] = statistics.median(program.rates)
+    if flops_per_update:
+      out['share_of_peak'][key] = statistics.median(
+          flops_per_update * a / p for a, p in zip(program.rates, peak.rates))
+    if unfused is not None and key != 'unfused':
+      table = 'fused_over_unfused' if key.startswith('K=') else 'sweep_over_unfused'
+      out[table][key] = _median_ratio(program, unfused)
+  return out
+
+
+def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, window_s=0.5,
+        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0) -> dict:
   """The whole benchmark as a JSON-able dict."""
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+  budget = Budget(budget_s)
   device = jax.devices()[0]
-  on_cpu = device.platform == 'cpu'
   report = {
       'backend': device.platform, 'device_kind': device.device_kind,
       'device_count': jax.device_count(), 'jax_version': jax.__version__,
-      'cpu_count': os.cpu_count(),
-      'load_average_at_start': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
+      'cpu_count': os.cpu_count(), 'load_average_at_start': load_average(),
       'shapes': {'observation_dim': OBSERVATION_DIM, 'action_dim': ACTION_DIM,
                  'horizon': HORIZON, 'chunk_dim': ACTION_DIM * HORIZON},
-      'sizes': {s: {'hidden': SIZES[s][0], 'actor_hidden': SIZES[s][1] or 'agent default',
-                    'batch_size': SIZES[s][2], 'dataset_rows': SIZES[s][3]} for s in sizes},
-      'results': [], 'skipped': {},
+      'settings': {'agents': list(agent_names), 'sizes': list(sizes), 'dtypes': list(dtypes),
+                   'steps': list(steps), 'members': list(members), 'sweep_steps': sweep_steps,
+                   'rounds': rounds, 'window_s': window_s, 'matmul_size': matmul_size,
+                   'budget_s': budget_s, 'sample_batch': sample_batch},
+      'notes': [
+          'unfused: numpy minibatch on the host + one jit(agent.update) call per step, no '
+          'donation (as seohongpark/fql main.py); fused: engine.make_train_fn(K); sweep N: '
+          'sweep.make_vmapped_train_fn(sweep_steps) over N agents (N = 1 runs the plain engine).',
+          'Each window dispatches asynchronously and blocks once at its end; rates and ratios '
+          'are medians over interleaved rounds.',
+          'sweep_over_unfused compares the sweep\'s agent-steps/s with the unfused loop training '
+          'one agent (a sequential sweep of N agents runs at that same agent-steps/s).',
+          'flops_per_update counts every lax.scan by its trip count (FQL: its flow_steps Euler '
+          'loop); flops_per_update_xla_body_once is XLA\'s own count, which counts a loop body '
+          'once.'],
+      'results': [], 'skipped': [],
   }
-  report['notes'] = [
-      'flops_per_update is XLA cost analysis of the K=1 program divided by N; it counts both '
-      'branches of a lax.cond, so it over-counts agents that switch phases with lax.cond '
-      '(L-AWR: timed in phase 2, flow_steps=0).',
-      'Under vmap a lax.cond whose predicate depends on a per-member leaf becomes a select: '
-      'both branches run for N > 1.']
-  if on_cpu:
-    report['notes'].append('CPU timings; the machine may be shared with other processes '
-                           '(see load_average_at_start), so treat them as lower bounds.')
-  log(f'peak: timing a {matmul_size}x{matmul_size} matmul')
-  report.update(matmul_peak(matmul_size))
-  peak = report['peak_flops_per_s']
-  datasets = {}
-  for name in agent_names:
-    try:
-      agents_lib.get_agent_class(name)
-      importlib.import_module(agents_lib.AGENT_MODULES[name][0]).get_config()
-    except (ImportError, AttributeError, ValueError) as e:
-      report['skipped'][name] = f'{type(e).__name__}: {e}'
-      log(f'{name}: skipped ({e})')
-      continue
+  data_cache, flops_cache = {}, {}
+  for dtype in dtypes:
     for size in sizes:
-      if size not in datasets:
-        datasets[size] = synthetic_dataset(SIZES[size][3])
-      data = datasets[size]
-      config = agent_config(name, size)
-      agent = agents_lib.get_agent_class(name).create(0, OBSERVATION_DIM, ACTION_DIM * HORIZON,
-                                                      config)
-      entry = {'agent': name, 'size': size, 'batch_size': config.batch_size,
-               'num_params': int(sum(x.size for x in jax.tree.leaves(agent.params()))),
-               'train': []}
-      flops_per_update = {}
-      for num_members in members:
-        for num_steps in steps:
-          log(f'{name}/{size}: K={num_steps} N={num_members}')
-          row = bench_training(agent, data, num_steps, num_members, min_time)
-          if num_steps == 1:
-            flops_per_update[num_members] = row['xla_flops_per_call'] / num_members
-          entry['train'].append(row)
-        if num_members not in flops_per_update:     # cost of the K = 1 program only
-          fn = (engine.make_train_fn(1) if num_members == 1 else sweep.make_vmapped_train_fn(1))
-          state = agent if num_members == 1 else sweep.stack([agent] * num_members)
-          flops_per_update[num_members] = xla_flops(fn.lower(state, data).compile()) / num_members
-      for row in entry['train']:
-        row['flops_per_update'] = flops_per_update[row['N']]
-        row['achieved_flops_per_s'] = row['flops_per_update'] * row['agent_steps_per_s']
-        row['fraction_of_peak'] = row['achieved_flops_per_s'] / peak
-      entry['flops_per_update'] = flops_per_update.get(1, next(iter(flops_per_update.values())))
-      log(f'{name}/{size}: sampling')
-      entry['sampling'] = bench_sampling(agent, sample_batch, min_time)
-      report['results'].append(entry)
+      for name in agent_names:
+        if not budget.fits(0):
+          report['skipped'].append(f'{name}/{size}/{dtype} (budget)')
+          continue
+        report['results'].append(bench_entry(
+            name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_size,
+            budget, data_cache, flops_cache, log, sample_batch))
+  report['load_average_at_end'] = load_average()
+  report['total_s'] = budget.elapsed()
+  return report
+
+
+def _ratios(table: dict, prefix: str, values) -> str:
+  return ' / '.join(f'{table[f"{prefix}={v}"]:.2f}x' if f'{prefix}={v}' in table else '-'
+                    for v in values)
+
+
+def markdown_table(report: dict) -> str:
+  """One row per agent x size x dtype: ratios to the unfused loop and shares of the peak."""
+  lines = ['| agent | size | dtype | unfused agent-steps/s | fused K = 1 / 10 / 100 vs unfused | '
+           'sweep N = 1 / 8 / 32 vs unfused | share of peak: unfused, fused K = 1 / 10 / 100 | '
+           'peak GFLOP/s | load avg (1 min) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for e in report['results']:
+    share = e.get('share_of_peak', {})
+    shares = ' / '.join(f'{100 * share[f"K={k}"]:.0f}%' if f'K={k}' in share else '-'
+                        for k in (1, 10, 100))
+    unfused_share = f'{100 * share["unfused"]:.0f}%' if 'unfused' in share else '-'
+    loads = [l[0] for l in e.get('load_average_per_round', []) if l]
+    load = f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'
+    lines.append(
+        f'| {e["agent"]} | {e["size"]} | {e["compute_dtype"]} | '
+        f'{e["agent_steps_per_s"].get("unfused", float("nan")):.0f} | '
+        f'{_ratios(e["fused_over_unfused"], "K", (1, 10, 100))} | '
+        f'{_ratios(e["sweep_over_unfused"], "N", (1, 8, 32))} | {unfused_share}, {shares} | '
+        f'{e["peak_flops_per_s"] / 1e9:.0f} | {load} |')
+  return '\n'.join(lines)
+
+
+def run_cpu_table(agent_names, budget_s=0.0, rounds=3, window_s=0.5, matmul_size=2048, log=None):
+  """run() per size with that size's CPU_TABLE settings, merged into one report."""
+  report, start = None, time.perf_counter()
+  for size, (steps, members, sweep_steps) in CPU_TABLE.items():
+    left = max(budget_s - (time.perf_counter() - start), 1e-9) if budget_s > 0 else 0.0
+    part = run(agent_names, [size], ['float32'], list(steps), list(members), sweep_steps, rounds,
+               window_s, matmul_size, left, log)
+    part['settings']['sizes'] = list(CPU_TABLE)
+    if report is None:
+      report = part
+      report['settings']['per_size'] = {}
+    else:
+      report['results'] += part['results']
+      report['skipped'] += part['skipped']
+      report['total_s'] += part['total_s']
+      report['load_average_at_end'] = part['load_average_at_end']
+    report['settings']['per_size'][size] = {'steps': list(steps), 'members': list(members),
+                                            'sweep_steps': sweep_steps}
+  report['settings']['budget_s'] = budget_s
   return report
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  on_cpu = jax.devices()[0].platform == 'cpu'
-  sizes = FLAGS.sizes or (['small'] if on_cpu or FLAGS.quick else ['small', 'paper'])
-  steps = [int(s) for s in FLAGS.steps]
-  members = [int(m) for m in FLAGS.members]
-  min_time = FLAGS.min_time
-  if FLAGS.quick:
-    steps = [1, 10] if FLAGS.steps == ['1', '100'] else steps
-    members = [1, 2] if FLAGS.members == ['1', '8'] else members
-    min_time = min(min_time, 0.3)
-  bad = [s for s in sizes if s not in SIZES]
-  unknown = [a for a in FLAGS.agents if a not in agents_lib.AGENT_MODULES]
-  if bad or unknown or min(steps) < 1 or min(members) < 1:
-    print(f'error: bad --sizes {bad} / --agents {unknown} (choose from {sorted(SIZES)} / '
-          f'{sorted(agents_lib.AGENT_MODULES)}), or --steps/--members < 1', file=sys.stderr)
+  try:
+    steps = [int(s) for s in FLAGS.steps]
+    members = [int(m) for m in FLAGS.members]
+  except ValueError:
+    print('error: --steps and --members must be comma-separated integers', file=sys.stderr)
     sys.exit(2)
-  sample_batch = FLAGS.sample_batch or (4096 if on_cpu else 65536)
-  matmul_size = FLAGS.matmul_size or (2048 if on_cpu else 8192)
-  if FLAGS.quick and not FLAGS.matmul_size:
-    matmul_size = min(matmul_size, 1024)
-  if FLAGS.quick and not FLAGS.sample_batch:
-    sample_batch = min(sample_batch, 1024)
-  start = time.perf_counter()
-  report = run(FLAGS.agents, sizes, steps, members, min_time, sample_batch, matmul_size)
-  report['total_s'] = time.perf_counter() - start
+  on_cpu = jax.devices()[0].platform == 'cpu'
+  kwargs = dict(agent_names=FLAGS.agents, sizes=FLAGS.sizes, dtypes=FLAGS.dtypes, steps=steps,
+                members=members, sweep_steps=FLAGS.sweep_steps, rounds=FLAGS.rounds,
+                window_s=FLAGS.min_time, budget_s=FLAGS.budget_s,
+                matmul_size=FLAGS.matmul_size or (2048 if on_cpu else 8192),
+                sample_batch=FLAGS.sample_batch)
+  if FLAGS.quick:
+    kwargs.update(sizes=['small'], steps=[1, 10], members=[1, 2], rounds=2,
+                  window_s=min(FLAGS.min_time, 0.2), matmul_size=FLAGS.matmul_size or 1024)
+  if FLAGS.gpu:
+    preset = dict(GPU_PRESET)
+    kwargs.update(agent_names=list(preset['agents']), sizes=[FLAGS.gpu_size],
+                  dtypes=list(preset['dtypes']), steps=list(preset['steps']),
+                  members=list(preset['members']), sweep_steps=preset['sweep_steps'],
+                  rounds=preset['rounds'], window_s=preset['window_s'],
+                  budget_s=FLAGS.budget_s or preset['budget_s'],
+                  matmul_size=FLAGS.matmul_size or preset['matmul_size'], sample_batch=0)
+  problems = [f'--sizes: unknown {s!r}' for s in kwargs['sizes'] if s not in SIZES]
+  problems += [f'--agents: unknown {a!r}' for a in kwargs['agent_names']
+               if a not in agents_lib.AGENT_MODULES]
+  problems += [f'--dtypes: unknown {d!r}' for d in kwargs['dtypes']
+               if d not in networks.COMPUTE_DTYPES]
+  if min(steps + members + [kwargs['sweep_steps'], kwargs['rounds']]) < 1:
+    problems.append('--steps, --members, --sweep_steps and --rounds must be >= 1')
+  if not FLAGS.min_time > 0 or FLAGS.sample_batch < 0 or FLAGS.matmul_size < 0:
+    problems.append('--min_time must be > 0, --sample_batch and --matmul_size >= 0')
+  if problems:
+    print(f'error: {problems[0]} (sizes {sorted(SIZES)}, agents '
+          f'{sorted(agents_lib.AGENT_MODULES)}, dtypes {sorted(networks.COMPUTE_DTYPES)})',
+          file=sys.stderr)
+    sys.exit(2)
+  if FLAGS.cpu_table:
+    report = run_cpu_table(kwargs['agent_names'], kwargs['budget_s'], kwargs['rounds'],
+                           kwargs['window_s'], kwargs['matmul_size'])
+    report['settings']['sample_batch'] = 0
+  else:
+    report = run(**kwargs)
+  report['command'] = ' '.join(['python -m lps_jax.bench'] + sys.argv[1:])
   text = json.dumps(report, indent=1)
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
       f.write(text + '\n')
+  table = markdown_table(report)
+  if FLAGS.markdown:
+    with open(FLAGS.markdown, 'w') as f:
+      f.write(table + '\n')
+  print(table, file=sys.stderr)
   print(text)
 
 

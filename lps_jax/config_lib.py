@@ -248,6 +248,9 @@ def validate(config, num_devices: int = None) -> None:
   _require(agent.time_std > 0, f'config.agent.time_std must be > 0, got {agent.time_std}')
   _require(0 <= agent.equal_time_fraction <= 1,
            f'config.agent.equal_time_fraction must be in [0, 1], got {agent.equal_time_fraction}')
+  _require(agent.compute_dtype in networks.COMPUTE_DTYPES,
+           f'config.agent.compute_dtype must be one of {sorted(networks.COMPUTE_DTYPES)}, '
+           f'got {agent.compute_dtype!r}')
   from lps_jax import meanflow  # pylint: disable=g-import-not-at-top
   _require(agent.latent_prior in meanflow.LATENT_PRIORS,
            f'config.agent.latent_prior must be one of {meanflow.LATENT_PRIORS}, '

@@ -15,7 +15,8 @@ from lps_jax import networks, train_state
 def make_critic(config, observation_dim: int, action_dim: int, key) -> train_state.TargetTrainState:
   """Q ensemble with a Polyak target; config needs critic_hidden_dims, num_critics, lr."""
   module = networks.QEnsemble(tuple(config.critic_hidden_dims), config.num_critics,
-                              config.activation, config.critic_layer_norm)
+                              config.activation, config.critic_layer_norm,
+                              networks.compute_dtype(config))
   params = module.init(key, jnp.zeros((1, observation_dim)), jnp.zeros((1, action_dim)))
   tx = train_state.make_optimizer(config.lr, config.max_grad_norm)
   return train_state.TargetTrainState.create(module.apply, params, tx)

@@ -2,14 +2,24 @@
 
 Shapes: B = batch, O = observation dim, D = flattened action-chunk dim (h * action_dim),
 E = ensemble size.
+
+Mixed precision (config.agent.compute_dtype = 'bfloat16'): every Dense and LayerNorm computes
+in bfloat16 while the parameters stay float32 (so do the optimiser state and updates); each
+network casts its output back to float32, so every loss and reduction runs in float32.
 """
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 ACTIVATIONS = {'gelu': nn.gelu, 'relu': nn.relu, 'silu': nn.silu, 'tanh': jnp.tanh}
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(config) -> Any:
+  """config.compute_dtype ('float32' if absent) -> the jnp dtype of the matmuls."""
+  return COMPUTE_DTYPES[config.get('compute_dtype', 'float32')]
 
 
 def default_init(scale: float = 1.0):
@@ -23,6 +33,7 @@ class MLP(nn.Module):
   layer_norm: bool = False
   activate_final: bool = False
   final_init_scale: float = 1.0
+  dtype: Any = jnp.float32            # compute dtype; params are always float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -31,12 +42,13 @@ class MLP(nn.Module):
     for i, size in enumerate(self.hidden_dims):
       is_final = i == last
       scale = self.final_init_scale if is_final else 1.0
-      x = nn.Dense(size, kernel_init=default_init(scale))(x)
+      x = nn.Dense(size, kernel_init=default_init(scale), dtype=self.dtype,
+                   param_dtype=jnp.float32)(x)
       if not is_final or self.activate_final:
         if self.layer_norm:
-          x = nn.LayerNorm()(x)
+          x = nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32)(x)
         x = act(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 class FlowNet(nn.Module):
@@ -49,11 +61,13 @@ class FlowNet(nn.Module):
   action_dim: int
   activation: str = 'gelu'
   layer_norm: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, observations, z, t, h):
     x = jnp.concatenate([observations, z, t, h], axis=-1)
-    return MLP((*self.hidden_dims, self.action_dim), self.activation, self.layer_norm)(x)
+    return MLP((*self.hidden_dims, self.action_dim), self.activation, self.layer_norm,
+               dtype=self.dtype)(x)
 
 
 class StateMLP(nn.Module):
@@ -63,11 +77,12 @@ class StateMLP(nn.Module):
   activation: str = 'gelu'
   layer_norm: bool = False
   final_init_scale: float = 1.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, observations):
     return MLP((*self.hidden_dims, self.output_dim), self.activation, self.layer_norm,
-               final_init_scale=self.final_init_scale)(observations)
+               final_init_scale=self.final_init_scale, dtype=self.dtype)(observations)
 
 
 class Ensemble(nn.Module):
@@ -77,6 +92,7 @@ class Ensemble(nn.Module):
   num_members: int = 2
   activation: str = 'gelu'
   layer_norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, *inputs):
@@ -84,7 +100,8 @@ class Ensemble(nn.Module):
     members = nn.vmap(
         MLP, variable_axes={'params': 0}, split_rngs={'params': True},
         in_axes=None, out_axes=0, axis_size=self.num_members)
-    return members((*self.hidden_dims, self.output_dim), self.activation, self.layer_norm)(x)
+    return members((*self.hidden_dims, self.output_dim), self.activation, self.layer_norm,
+                   dtype=self.dtype)(x)
 
 
 class QEnsemble(nn.Module):
@@ -93,9 +110,10 @@ class QEnsemble(nn.Module):
   num_members: int = 2
   activation: str = 'gelu'
   layer_norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, observations, actions):
     q = Ensemble(self.hidden_dims, 1, self.num_members, self.activation,
-                 self.layer_norm)(observations, actions)
+                 self.layer_norm, self.dtype)(observations, actions)
     return q[..., 0]

@@ -184,9 +184,21 @@ def create_stacked_agents(config, members: Sequence[dict], observation_dim: int,
 
 
 def make_vmapped_train_fn(num_steps: int, step_fn=engine.train_step):
-  """jit(vmap(K scanned updates)) over stacked agents, dataset shared; donates the agents."""
+  """jit(vmap(K scanned updates)) over stacked agents, dataset shared; donates the agents.
+
+  A one-member sweep runs the plain engine on the squeezed member (vmap of one member is
+  ~20% slower on a CPU); its inputs and outputs keep the leading [1] axis.
+  """
   scan = lambda agent, data: engine.train_steps(agent, data, num_steps, step_fn)
-  return jax.jit(jax.vmap(scan, in_axes=(0, None)), donate_argnums=(0,))
+  vmapped = jax.vmap(scan, in_axes=(0, None))
+
+  def train(agents, data):
+    if jax.tree.leaves(agents)[0].shape[0] != 1:
+      return vmapped(agents, data)
+    agent, metrics = scan(unstack(agents, 0), data)
+    return jax.tree.map(lambda x: x[None], (agent, metrics))
+
+  return jax.jit(train, donate_argnums=(0,))
 
 
 # ------------------------------------------------------------------------------ running

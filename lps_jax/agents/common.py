@@ -32,6 +32,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Base noise of the MeanFlow decoder: 'sphere' (LPS) or 'gaussian' (a prior ablation, as in
   # the LPS paper; the latent actor still outputs on the sphere of radius sqrt(D)).
   config.latent_prior = 'sphere'
+  # Matmul precision: 'float32', or 'bfloat16' (accelerators: bf16 matmuls, float32 params,
+  # optimiser state and loss reductions; see lps_jax/networks.py).
+  config.compute_dtype = 'float32'
   return config
 
 
@@ -62,7 +65,7 @@ def steered_actions(flow: train_state.TrainState, actor: train_state.TrainState,
 def make_flow(config, observation_dim: int, action_dim: int, key) -> train_state.TrainState:
   """Flow / MeanFlow network f(s, z, t, h) -> [B, D] with its optimiser."""
   module = networks.FlowNet(tuple(config.flow_hidden_dims), action_dim, config.activation,
-                            config.flow_layer_norm)
+                            config.flow_layer_norm, networks.compute_dtype(config))
   zeros = lambda d: jnp.zeros((1, d))
   params = module.init(key, zeros(observation_dim), zeros(action_dim), zeros(1), zeros(1))
   return train_state.TrainState.create(
@@ -73,7 +76,8 @@ def make_state_net(config, hidden_dims, observation_dim: int, output_dim: int, k
                    final_init_scale: float = 1.0) -> train_state.TrainState:
   """A deterministic state -> [B, output_dim] MLP (actors, latent actors, V) with its optimiser."""
   module = networks.StateMLP(tuple(hidden_dims), output_dim, config.activation,
-                             final_init_scale=final_init_scale)
+                             final_init_scale=final_init_scale,
+                             dtype=networks.compute_dtype(config))
   params = module.init(key, jnp.zeros((1, observation_dim)))
   return train_state.TrainState.create(
       module.apply, params, train_state.make_optimizer(config.lr, config.max_grad_norm))

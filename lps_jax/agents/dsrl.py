@@ -32,7 +32,8 @@ sg = jax.lax.stop_gradient
 def make_latent_critic(config, observation_dim: int, latent_dim: int, key):
   """Q^W(s, w) ensemble (same architecture as the action critic, no target network)."""
   module = networks.QEnsemble(tuple(config.critic_hidden_dims), config.num_critics,
-                              config.activation, config.critic_layer_norm)
+                              config.activation, config.critic_layer_norm,
+                              networks.compute_dtype(config))
   params = module.init(key, jnp.zeros((1, observation_dim)), jnp.zeros((1, latent_dim)))
   return train_state.TrainState.create(
       module.apply, params, train_state.make_optimizer(config.lr, config.max_grad_norm))

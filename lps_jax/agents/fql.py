@@ -29,6 +29,7 @@ from lps_jax import train_state
 from lps_jax.agents import common
 
 sg = jax.lax.stop_gradient
+MAX_UNROLLED_EULER_STEPS = 16
 
 
 class FQLAgent(flax.struct.PyTreeNode):
@@ -68,7 +69,10 @@ class FQLAgent(flax.struct.PyTreeNode):
     def euler_step(x, k):
       return x + velocity(observations, x, zeros + k / num_steps, zeros) / num_steps, None
 
-    actions, _ = jax.lax.scan(euler_step, noises, jnp.arange(num_steps, dtype=noises.dtype))
+    # Unrolled when short: no while loop in the HLO, XLA fuses across the steps (and counts
+    # every step's FLOPs).
+    actions, _ = jax.lax.scan(euler_step, noises, jnp.arange(num_steps, dtype=noises.dtype),
+                              unroll=num_steps <= MAX_UNROLLED_EULER_STEPS)
     return jnp.clip(actions, -1.0, 1.0)
 
   def sample_actions(self, observations, key):

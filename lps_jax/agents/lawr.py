@@ -38,7 +38,8 @@ sg = jax.lax.stop_gradient
 def make_distributional(config, input_dims, key) -> train_state.TargetTrainState:
   """Ensemble of num_critics MLPs over concat(inputs) -> logits [E, B, num_bins]."""
   module = networks.Ensemble(tuple(config.critic_hidden_dims), config.num_bins,
-                             config.num_critics, config.activation, config.critic_layer_norm)
+                             config.num_critics, config.activation, config.critic_layer_norm,
+                             networks.compute_dtype(config))
   params = module.init(key, *[jnp.zeros((1, d)) for d in input_dims])
   tx = train_state.make_optimizer(config.lr, config.max_grad_norm)
   return train_state.TargetTrainState.create(module.apply, params, tx)

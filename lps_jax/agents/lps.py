@@ -64,19 +64,20 @@ class LPSAgent(flax.struct.PyTreeNode):
   def loss(self, params, batch, key):
     """params {'flow', 'latent_actor', 'critic'}; batch as in lps_jax/data/dataset.py."""
     cfg = self.config
-    batch_size = batch['observations'].shape[0]
 
     flow_loss, info = meanflow.meanflow_loss(
         common.bind(self.flow, params['flow']), batch['observations'], batch['actions'], key,
         **common.meanflow_kwargs(cfg))
 
-    # One forward of l_phi and pi_beta over [s; s'] serves both the actor and the TD target.
-    # The base policy is frozen here (stop_gradient): it learns from the BC loss alone.
-    both_obs = jnp.concatenate([batch['observations'], batch['next_observations']], axis=0)
-    both_actions = self.policy_actions(both_obs, jax.lax.stop_gradient(params['flow']),
-                                       params['latent_actor'])
-    policy_actions = both_actions[:batch_size]
-    next_actions = jax.lax.stop_gradient(both_actions[batch_size:])
+    # The actor's pass on s (gradient to phi only: the base policy is frozen here, it learns
+    # from the BC loss alone) and the TD target's pass on s' (no gradient at all). Two passes,
+    # not one over [s; s']: the backward of a joint pass would also run over the B rows of s'
+    # whose cotangent is zero (~10% of the update's FLOPs at 2x256, measured on the jaxpr).
+    sg = jax.lax.stop_gradient
+    policy_actions = self.policy_actions(batch['observations'], sg(params['flow']),
+                                         params['latent_actor'])
+    next_actions = sg(self.policy_actions(batch['next_observations'], params['flow'],
+                                          params['latent_actor']))
 
     critic_loss, critic_info = critic_lib.td_critic_loss(
         self.critic, params['critic'], batch, next_actions, cfg)
