@@ -14,10 +14,13 @@ def make_ogbench_task(config) -> tasks.Task:
       config.task, dataset_dir, split='train', sparse=config.sparse_reward,
       download=config.download, env=env)
   horizon, action_dim = config.agent.horizon, info['act_dim']
+  envs = [env]   # grown on first use to one env per episode (lockstep evaluation)
 
   def evaluate(policy_fn, num_episodes, seed):
-    single = lambda observation: np.asarray(policy_fn(observation[None]))[0]
-    return ogbench_env.evaluate(config.task, single, num_episodes, horizon, action_dim,
-                                seed=seed, env=env)
+    while len(envs) < num_episodes:
+      envs.append(ogbench_env.make_env(config.task))
+    batched = lambda observations: np.asarray(policy_fn(observations))
+    return ogbench_env.evaluate(config.task, batched, num_episodes, horizon, action_dim,
+                                seed=seed, envs=envs[:num_episodes])
 
   return tasks.Task(config.task, transitions, info['obs_dim'], action_dim, evaluate)
