@@ -7,6 +7,7 @@
 #
 #   bash launch/make_gpu_wheels.sh [DIR]     # default DIR: ./.whl (git-ignored; carried with
 #                                            # the device tool's carry=['.whl'])
+# PYVER=3.11 bash launch/make_gpu_wheels.sh /tmp/w311 builds the same set for a local check.
 set -euo pipefail
 DIR="${1:-.whl}"
 RAW="$(mktemp -d)"
@@ -19,7 +20,7 @@ PACKAGES=(mujoco==4.0.0 mujoco-core==4.0.0 ogbench==1.2.2 dm-control==1.0.50 dm-
           farama-notifications==0.0.6 pyopengl==3.1.10 ml-collections==1.1.0 attrs==26.1.0
           wrapt==2.5.2 pyyaml==6.0.4)
 for spec in "${PACKAGES[@]}"; do
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "${PYVER:-3.12}" \
     --implementation cp "${PLATFORMS[@]}" -d "$RAW" "$spec"
 done
 python3 - "$RAW" "$DIR" <<'PY'
