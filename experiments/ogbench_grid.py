@@ -192,8 +192,8 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   while step < FLAGS.num_steps:
     agents, metrics = train_fn(agents, data)
     step += FLAGS.steps_per_call
+    jax.block_until_ready(metrics)   # no run-ahead dispatch: the budget check sees real time
     if compile_s is None:
-      jax.block_until_ready(metrics)
       compile_s = time.perf_counter() - start
       steady_start, steady_from = time.perf_counter(), step
     elapsed = time.perf_counter() - start

@@ -18,8 +18,12 @@
 #
 # Env vars (defaults are for one H100 / H200 and 16 CPU cores):
 #   SKIP_INSTALL=0       1: do not pip-install .whl/ (CPU test of this script)
-#   EPISODES=500         cube-single-play episodes to generate (1001 steps each) ...
+#   EPISODES=500         cube-single-play episodes to generate (~50 s at the ~10k transitions/s
+#                        expected from 16 processes; 120 s timeout, then a fallback of
+#   FALLBACK_EPISODES=64 episodes) ...
+#   STEPS_PER_EPISODE=1001
 #   GEN_WORKERS=16       ... with this many processes
+#   DATA_DIR=/tmp/gpu_check_data (reused if it already holds cube-single-play-v0.npz)
 #   TASKS=1..5 SEEDS=2   members per agent = tasks x seeds
 #   AGENTS=lps,qcfql     SIZE=paper   NUM_STEPS=1000000   STEPS_PER_CALL=1000
 #   EVAL_AT=100000,200000,300000,500000,1000000 (the last step reached is always evaluated)
@@ -34,6 +38,8 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu_check.log"
 : > "$LOG"
 EPISODES="${EPISODES:-500}"
+FALLBACK_EPISODES="${FALLBACK_EPISODES:-64}"
+STEPS_PER_EPISODE="${STEPS_PER_EPISODE:-1001}"
 GEN_WORKERS="${GEN_WORKERS:-16}"
 TASKS="${TASKS:-1..5}"
 SEEDS="${SEEDS:-2}"
@@ -82,11 +88,12 @@ print(\"jax\", jax.__version__, jax.devices(), \"mujoco\", mujoco.__version__)"'
 # ---------------------------------------------------------------------------- 3. data
 if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then
   step generate 120 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
-    --episodes="$EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" --no_progress
+    --episodes="$EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" --no_progress \
+    --steps_per_episode="$STEPS_PER_EPISODE"
   if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then   # fallback: a small dataset
     step generate_small 60 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
-      --episodes=$(( GEN_WORKERS * 4 )) --workers="$GEN_WORKERS" --out="$DATA_DIR" \
-      --no_progress --overwrite
+      --episodes="$FALLBACK_EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" \
+      --no_progress --overwrite --steps_per_episode="$STEPS_PER_EPISODE"
   fi
 fi
 
@@ -103,7 +110,8 @@ step train_eval 100000 python3 experiments/ogbench_grid.py --agents="$AGENTS" \
   --domain=cube-single --tasks="$TASKS" --seeds="0..$(( SEEDS - 1 ))" --size="$SIZE" \
   --num_steps="$NUM_STEPS" --steps_per_call="$STEPS_PER_CALL" --eval_at="$EVAL_AT" \
   --eval_episodes="$EVAL_EPISODES" --eval_workers="$EVAL_WORKERS" --time_budget_s="$BUDGET" \
-  --dataset_dir="$DATA_DIR" --dataset_episodes=64 --workers="$GEN_WORKERS" --workdir="$OUT"
+  --dataset_dir="$DATA_DIR" --dataset_episodes="$FALLBACK_EPISODES" \
+  --dataset_steps_per_episode="$STEPS_PER_EPISODE" --workers="$GEN_WORKERS" --workdir="$OUT"
 
 # ---------------------------------------------------------------------------- 5. bench (optional)
 # BENCH=1 only. The lead aligns these flags with lps_jax.bench.

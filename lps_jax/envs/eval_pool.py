@@ -3,7 +3,7 @@
     EvalPool(workers).submit(job) -> AsyncResult of evaluate_job(job)
     job = EvalJob(agent config + numpy params of ONE member, env name, episodes first..first+n)
 
-Workers are spawned with JAX_PLATFORMS=cpu, no visible GPU and one thread each, so a GPU
+Workers are spawned with JAX_PLATFORMS=cpu, no visible GPU and one BLAS thread each, so a GPU
 trainer keeps its device while 14-16 CPU processes run the lockstep env rollouts
 (lps_jax.envs.ogbench_env.evaluate). A worker rebuilds the agent once per (agent, config),
 swaps in the job's params and jit-compiles sample_actions once.
@@ -18,7 +18,6 @@ import numpy as np
 WORKER_ENV = {
     'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '', 'MUJOCO_GL': 'disable',
     'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1',
-    'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1',
     'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
 }
 
