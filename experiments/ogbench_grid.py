@@ -178,9 +178,10 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
 
   def submit_eval(step, metrics):
     host = jax.device_get(metrics)
+    all_params = multitask.host_params(agents)
     for t, task in enumerate(tasks):
       for s, seed in enumerate(seeds):
-        params = multitask.member_params(agents, t, s)
+        params = multitask.member_params(all_params, t, s)
         for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
           results.pending.append(pool.submit(eval_pool.EvalJob(
               agent_cfg, obs_dim, action_dim, params, configs[t].task, episodes.start,
@@ -218,8 +219,10 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
       'critic_hidden_dims': list(agent_cfg.critic_hidden_dims),
       'actor_hidden_dims': list(agent_cfg.actor_hidden_dims),
       'members': num_members, 'steps_reached': step, 'train_seconds': train_s,
-      'first_call_seconds': compile_s, 'steps_per_second': rate,
-      'agent_steps_per_second': rate * num_members, 'eval_steps': sorted(evaluated),
+      'first_call_seconds': compile_s, 'steps_per_second': rate,   # after the first call
+      'agent_steps_per_second': rate * num_members,
+      'agent_steps_per_second_with_compile': step * num_members / train_s,
+      'eval_steps': sorted(evaluated),
   }
   log(f"{agent}: {step} steps x {num_members} members in {train_s:.0f} s (first call "
       f"{compile_s:.0f} s); {summary['agent_steps_per_second']:.0f} agent-steps/s")

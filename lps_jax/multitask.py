@@ -81,9 +81,20 @@ def member(tree, task_index: int, seed_index: int):
   return jax.tree.map(lambda x: x[task_index, seed_index], tree)
 
 
-def member_params(agents, task_index: int, seed_index: int) -> Dict[str, np.ndarray]:
-  """Member (t, s)'s network parameters {state name: params} as numpy (picklable)."""
-  return jax.device_get(member(agents, task_index, seed_index).params())
+def host_params(agents) -> Dict[str, np.ndarray]:
+  """Every member's network parameters {state name: [T, S, ...] numpy}, in one transfer."""
+  return jax.device_get(agents.params())
+
+
+def member_params(agents_or_host_params, task_index: int, seed_index: int):
+  """Member (t, s)'s network parameters {state name: params} as numpy (picklable).
+
+  Accepts the stacked agents or host_params(agents) (cheaper when taking many members).
+  """
+  params = agents_or_host_params
+  if not isinstance(params, dict):
+    params = host_params(params)
+  return jax.tree.map(lambda x: np.array(x[task_index, seed_index]), params)
 
 
 def with_params(agent, params: Dict[str, np.ndarray]):
