@@ -8,14 +8,23 @@ own get_config(). Variants:
   ogbench        the LPS paper's OGBench setting (4x512, batch 256, h=5, 1M steps)
   ogbench_small  the OGBench pipeline sized for a CPU (2x64 nets, batch 64)
 The OGBench variants take a domain and task: `ogbench,domain=scene,task=2`
-(domains: cube-single, cube-double, scene, puzzle-3x3, puzzle-4x4; scene/puzzle use sparse rewards).
+(domains: cube-single, cube-double, scene, puzzle-3x3, puzzle-4x4). Only scene and puzzle-3x3 use
+sparse rewards (r := -1 if r != 0 else 0), as in the LPS / QC reference code; puzzle-4x4 stays
+dense because its data has no successful episode (a sparse reward there would be constant -1).
+Network sizes and alpha per agent live in the agent's get_config() and experiments/configs/.
 """
 import ml_collections
 
 VARIANTS = ('toy', 'toy_rings', 'test', 'ogbench', 'ogbench_small')
-# OGBench manipulation domains -> sparse reward (FQL/LPS convention for scene and puzzle).
+# OGBench manipulation domains -> sparse reward? (LPS / QC reference code: scene and puzzle-3x3
+# only; puzzle-4x4 stays dense, its data has no successful episode.)
 OGBENCH_DOMAINS = {'cube-single': False, 'cube-double': False, 'scene': True,
-                   'puzzle-3x3': True, 'puzzle-4x4': True}
+                   'puzzle-3x3': True, 'puzzle-4x4': False}
+
+
+def ogbench_domain(variant: str) -> str:
+  """The OGBench domain named by a variant string ('ogbench,domain=scene' -> 'scene')."""
+  return parse_variant(variant)[1].get('domain', 'cube-single')
 
 
 def ogbench_task_name(domain: str, task: int) -> str:

@@ -206,21 +206,3 @@ def test_cli_ok(data_dir):
     res = _cli(f'--env={TASK}', f'--dataset_dir={data_dir}')
     assert res.returncode == 0, res.stderr
     assert 'OK' in res.stdout and 'num_transitions: 98' in res.stdout
-
-
-def test_evaluate_chunked_rollout(task_env):
-    from lps_jax.envs.ogbench_env import env_id, evaluate
-
-    assert env_id(TASK) == 'cube-single-singletask-task1-v0'
-    calls = []
-
-    def policy(obs):
-        assert obs.shape == (28,)
-        calls.append(obs)
-        return np.full(5 * 5, 3.0)  # Out-of-range actions are clipped to the env bounds.
-
-    res = evaluate(TASK, policy, num_episodes=1, horizon=5, action_dim=5, seed=0, env=task_env)
-    assert res['episode_length'] == 200 and len(calls) == 40  # 200-step limit, one query per 5-step chunk.
-    assert res['return'] == -200.0 and res['success'] == 0.0
-    with pytest.raises(ValueError):
-        evaluate(TASK, lambda o: np.zeros(7), num_episodes=1, horizon=5, action_dim=5, env=task_env)

@@ -103,8 +103,10 @@ class LPSAgent(flax.struct.PyTreeNode):
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """LPS hyperparameters (paper values; OGBench sizes)."""
+  """LPS hyperparameters (paper / jellyho/LPS values: flow 4x512, critic 4x256 LN, latent actor 2x256)."""
   config = common.base_config()
   config.agent_name = 'lps'
-  config.actor_hidden_dims = (256, 256)
+  config.actor_hidden_dims = (256, 256)          # latent actor l_phi
+  config.critic_hidden_dims = (256, 256, 256, 256)  # LayerNorm; 4x512 only for larger settings
+  # flow_hidden_dims stays 4x512 (common.base_config)
   return config

@@ -13,7 +13,7 @@ from lps_jax.data.task import Task
 from lps_jax.envs import quiet
 
 EXAMPLE_TASK = 'cube-single-play-singletask-task1-v0'
-HINT = (f"use 'toy-rings', an OGBench name such as {EXAMPLE_TASK}, minari:<dataset_id> or "
+HINT = (f"use 'toy', 'toy-rings', an OGBench name such as {EXAMPLE_TASK}, minari:<dataset_id> or "
         'npz:<path>')
 
 
@@ -48,10 +48,13 @@ def make_task(config, name: str) -> Task:
       name, dataset_dir, split='train', sparse=config.sparse_reward,
       download=config.download, env=env)
   horizon, action_dim = config.agent.horizon, info['act_dim']
+  envs = [env]   # grown on first use to one env per episode (lockstep evaluation)
 
   def evaluate(policy_fn, num_episodes, seed):
-    single = lambda observation: np.asarray(policy_fn(observation[None]))[0]
-    return ogbench_env.evaluate(name, single, num_episodes, horizon, action_dim,
-                                seed=seed, env=env)
+    while len(envs) < num_episodes:
+      envs.append(ogbench_env.make_env(name))
+    batched = lambda observations: np.asarray(policy_fn(observations))
+    return ogbench_env.evaluate(name, batched, num_episodes, horizon, action_dim,
+                                seed=seed, envs=envs[:num_episodes])
 
   return Task(config.task, transitions, info['obs_dim'], action_dim, evaluate)

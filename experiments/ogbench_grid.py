@@ -1,0 +1,418 @@
+"""OGBench agents x tasks x seeds: one vmapped program per agent, parallel env evaluation.
+
+    dataset   <dataset_dir>/<domain>-play-v0.npz (generated with lps_jax.data.generate if
+              missing), relabelled per task; tasks share observations / actions, so the
+              rewards / masks get a task axis (lps_jax.multitask)
+    train     per agent: members = tasks x seeds in ONE jit(vmap(vmap(scan))) program, until
+              --num_steps or --time_budget_s (checked at call boundaries)
+    evaluate  at each --eval_at step (and the last step reached): every member's params go to
+              a pool of CPU worker processes (lockstep chunked rollouts), overlapping with
+              training
+    outputs   <workdir>/success.csv   agent, task, seed, step, success, return, episode_length
+              <workdir>/train.csv     agent, task, seed, step, losses at each eval point
+              <workdir>/curves.png    success vs steps, mean and a min..max band over seeds
+              <workdir>/table.md      mean +- std beside the paper's numbers
+              <workdir>/summary.json  steps reached, agent-steps/s, compile / wall time
+
+  python experiments/ogbench_grid.py --agents=lps,qcfql,fql --tasks=2,3 --seeds=0..4 \
+      --size=cpu --num_steps=100000 --eval_at=50000,100000 --eval_episodes=50 \
+      --dataset_dir=/tmp/ogdata100 --dataset_episodes=100 --workdir=runs/ogbench_cpu
+
+Sizes: cpu = 2x128 every network, batch 128; paper = the agent's ogbench config (LPS: flow
+4x512, critic 4x256, latent actor 2x256; QC-FQL: flow / one-step 4x512, critic 4x256; FQL:
+4x512), batch 256; tiny = 2x16, batch 16 (tests).
+"""
+import csv
+import json
+import os
+import signal
+import sys
+import time
+
+from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+# Paper numbers (5-task average success, 1M steps, official 1M-transition data): LPS paper
+# table for LPS and QC-FQL, FQL paper for FQL (/work/shared/method.md).
+PAPER_SUCCESS = {
+    'cube-single': {'lps': 0.95, 'qcfql': 0.99, 'fql': 0.96},
+    'cube-double': {'lps': 0.41, 'qcfql': 0.39, 'fql': 0.29},
+    'scene': {'lps': 0.79, 'qcfql': 0.49, 'fql': 0.56},
+    'puzzle-3x3': {'lps': 1.00, 'qcfql': 0.40, 'fql': 0.30},
+    'puzzle-4x4': {'lps': 0.22, 'qcfql': 0.22, 'fql': 0.17},
+}
+SIZES = {
+    'cpu': {'hidden': (128, 128), 'batch_size': 128},
+    'tiny': {'hidden': (16, 16), 'batch_size': 16},
+    'paper': None,
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('agents', ['lps', 'qcfql', 'fql'], 'Config names in experiments/configs/.')
+flags.DEFINE_string('domain', 'cube-single', 'OGBench manipulation domain.')
+flags.DEFINE_string('tasks', '2,3', "Task numbers, e.g. '1..5' or '2,3'.")
+flags.DEFINE_string('seeds', '0..4', "Seeds, e.g. '0..4' or '0,1'.")
+flags.DEFINE_enum('size', 'cpu', list(SIZES), 'Network / batch size preset.')
+flags.DEFINE_integer('num_steps', 100_000, 'Training steps per member.')
+flags.DEFINE_integer('steps_per_call', 1_000, 'Updates fused into one jit call.')
+flags.DEFINE_string('eval_at', '50000,100000', 'Steps to evaluate at (multiples of '
+                    'steps_per_call); the last step reached is always evaluated.')
+flags.DEFINE_integer('eval_episodes', 50, 'Episodes per (agent, task, seed) and eval point.')
+flags.DEFINE_integer('eval_workers', 2, 'CPU evaluation processes (0: evaluate inline).')
+flags.DEFINE_float('time_budget_s', 0.0, 'Per-agent training budget in seconds (0: none); '
+                   'training stops at the first call boundary after it.')
+flags.DEFINE_string('dataset_dir', '/tmp/ogdata100', 'Folder of <domain>-play-v0.npz.')
+flags.DEFINE_integer('dataset_episodes', 100, 'Episodes to generate if the dataset is missing.')
+flags.DEFINE_integer('dataset_steps_per_episode', 1001, 'Steps per generated episode.')
+flags.DEFINE_integer('workers', 2, 'Processes generating the dataset.')
+flags.DEFINE_string('workdir', None, 'Output folder.')
+
+
+class GridError(ValueError):
+  """Bad flags or data; reported as one line on stderr, exit status 2."""
+
+
+def parse_flags():
+  from lps_jax import multitask  # pylint: disable=g-import-not-at-top
+  try:
+    tasks = multitask.parse_int_list(FLAGS.tasks)
+    seeds = multitask.parse_int_list(FLAGS.seeds)
+    eval_at = multitask.parse_int_list(FLAGS.eval_at)
+  except ValueError as e:
+    raise GridError(f'--tasks / --seeds / --eval_at: {e}') from None
+  if not FLAGS.workdir:
+    raise GridError('--workdir is required')
+  for agent in FLAGS.agents:
+    if not os.path.exists(config_path(agent)):
+      raise GridError(f'--agents: no config {config_path(agent)}')
+  if FLAGS.num_steps < 1 or FLAGS.steps_per_call < 1 or FLAGS.eval_episodes < 1:
+    raise GridError('--num_steps, --steps_per_call and --eval_episodes must be >= 1')
+  if FLAGS.num_steps % FLAGS.steps_per_call:
+    raise GridError(f'--num_steps={FLAGS.num_steps} must be a multiple of --steps_per_call='
+                    f'{FLAGS.steps_per_call}')
+  bad = [s for s in eval_at if s % FLAGS.steps_per_call or s < 1]
+  if bad:
+    raise GridError(f'--eval_at {bad} must be positive multiples of --steps_per_call='
+                    f'{FLAGS.steps_per_call}')
+  return tasks, seeds, sorted(s for s in eval_at if s <= FLAGS.num_steps)
+
+
+def config_path(agent: str) -> str:
+  return os.path.join(REPO, 'experiments', 'configs', f'{agent}.py')
+
+
+def run_config(agent: str, task: int):
+  """The agent's ogbench run config for one task, resized by --size."""
+  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file(
+      f'{config_path(agent)}:ogbench,domain={FLAGS.domain},task={task}')
+  size = SIZES[FLAGS.size]
+  if size is not None:
+    agent_cfg = config.agent
+    agent_cfg.flow_hidden_dims = agent_cfg.critic_hidden_dims = size['hidden']
+    agent_cfg.actor_hidden_dims = size['hidden']
+    agent_cfg.batch_size = size['batch_size']
+  if 'flow_steps' in config.agent and FLAGS.size == 'tiny':
+    config.agent.flow_steps = 2
+  config.dataset_dir = FLAGS.dataset_dir
+  return config
+
+
+def ensure_dataset():
+  """Generate <domain>-play-v0 into --dataset_dir unless it is there -> seconds spent."""
+  from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
+  dataset = f'{FLAGS.domain}-play-v0'
+  train_path, _ = generate.output_paths(dataset, FLAGS.dataset_dir)
+  if os.path.exists(train_path):
+    print(f'reusing {train_path}', flush=True)
+    return {'generated': False, 'path': train_path}
+  stats = generate.generate_dataset(
+      dataset, FLAGS.dataset_episodes, FLAGS.dataset_dir, workers=FLAGS.workers,
+      steps_per_episode=FLAGS.dataset_steps_per_episode, progress=False)
+  print(f"generated {train_path}: {stats['total_steps']} steps in {stats['seconds']:.1f} s "
+        f"({stats['steps_per_second']:.0f} transitions/s, {FLAGS.workers} workers)", flush=True)
+  return {'generated': True, 'path': train_path, **stats}
+
+
+def load_tasks(tasks, sparse: bool):
+  """Per-task transitions (relabelled) and the dataset info of the first task."""
+  from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
+  from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
+  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  per_task, info = [], None
+  for task in tasks:
+    name = config_lib.ogbench_task_name(FLAGS.domain, task)
+    env = ogbench_env.make_env(name)
+    transitions, task_info = ogbench_data.load_ogbench_dataset(
+        name, FLAGS.dataset_dir, sparse=sparse, env=env)
+    per_task.append(transitions)
+    info = info or task_info
+  return per_task, info
+
+
+def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results):
+  """Train one agent's tasks x seeds program, submitting evaluations -> its summary."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
+  configs = [run_config(agent, task) for task in tasks]
+  config = configs[0]
+  try:
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    raise GridError(f'{agent}: {e}') from None
+  agent_cfg = config.agent
+  action_dim, obs_dim = info['act_dim'], info['obs_dim']
+  data = multitask.stack_task_datasets(per_task, agent_cfg.horizon, source=info['path'])
+  agents = multitask.create_agents(agent_cfg, seeds, len(tasks), obs_dim,
+                                   agent_cfg.horizon * action_dim)
+  train_fn = multitask.make_train_fn(FLAGS.steps_per_call, data)
+  num_members = len(tasks) * len(seeds)
+  pieces = max(1, (FLAGS.eval_workers or 1) // num_members)
+  start = time.perf_counter()
+  step, compile_s, evaluated = 0, None, set()
+
+  def submit_eval(step, metrics):
+    host = jax.device_get(metrics)
+    all_params = multitask.host_params(agents)
+    for t, task in enumerate(tasks):
+      for s, seed in enumerate(seeds):
+        params = multitask.member_params(all_params, t, s)
+        for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
+          results.pending.append(pool.submit(eval_pool.EvalJob(
+              agent_cfg, obs_dim, action_dim, params, configs[t].task, episodes.start,
+              len(episodes), seed, (agent, task, seed, step))))
+        results.train_rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
+                           **{k: float(v[t, s]) for k, v in host.items()}})
+    evaluated.add(step)
+
+  while step < FLAGS.num_steps:
+    agents, metrics = train_fn(agents, data)
+    step += FLAGS.steps_per_call
+    jax.block_until_ready(metrics)   # no run-ahead dispatch: the budget check sees real time
+    if compile_s is None:
+      compile_s = time.perf_counter() - start
+      steady_start, steady_from = time.perf_counter(), step
+    elapsed = time.perf_counter() - start
+    over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
+    if step in eval_at or over_budget or step >= FLAGS.num_steps:
+      submit_eval(step, metrics)
+    if step % (10 * FLAGS.steps_per_call) == 0 or over_budget:
+      log(f'{agent}: step {step} ({elapsed:.0f} s)')
+    if results.collect():
+      results.write()
+    if over_budget:
+      break
+  jax.block_until_ready(agents)
+  train_s = time.perf_counter() - start
+  steady_s = time.perf_counter() - steady_start
+  steady_steps = step - steady_from
+  rate = steady_steps / steady_s if steady_steps else float('nan')
+  summary = {
+      'agent': agent, 'horizon': agent_cfg.horizon, 'alpha': agent_cfg.get('alpha'),
+      'batch_size': agent_cfg.batch_size,
+      'flow_hidden_dims': list(agent_cfg.flow_hidden_dims),
+      'critic_hidden_dims': list(agent_cfg.critic_hidden_dims),
+      'actor_hidden_dims': list(agent_cfg.actor_hidden_dims),
+      'members': num_members, 'steps_reached': step, 'train_seconds': train_s,
+      'first_call_seconds': compile_s, 'steps_per_second': rate,   # after the first call
+      'agent_steps_per_second': rate * num_members,
+      'agent_steps_per_second_with_compile': step * num_members / train_s,
+      'eval_steps': sorted(evaluated),
+  }
+  log(f"{agent}: {step} steps x {num_members} members in {train_s:.0f} s (first call "
+      f"{compile_s:.0f} s); {summary['agent_steps_per_second']:.0f} agent-steps/s")
+  return summary
+
+
+def write_csv(path, rows):
+  if not rows:
+    return
+  keys = list(dict.fromkeys(k for row in rows for k in row))
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def success_rows(results):
+  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
+  rows = []
+  for (agent, task, seed, step), m in sorted(eval_pool.merge(results).items()):
+    rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
+                 'success': m['success'], 'return': m['return'],
+                 'episode_length': m['episode_length'], 'episodes': m['num_episodes']})
+  return rows
+
+
+def table_markdown(rows, agents):
+  """mean +- std over seeds per (agent, task, step), and over tasks; paper numbers beside."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  paper = PAPER_SUCCESS.get(FLAGS.domain, {})
+  lines = [f'Success on {FLAGS.domain} ({FLAGS.size} size; mean ± std over seeds; '
+           f'paper: 5-task mean at 1M steps on the official data)', '',
+           '| agent | task | step | seeds | success | paper |', '|---|---|---|---|---|---|']
+  for agent in agents:
+    mine = [r for r in rows if r['agent'] == agent]
+    for step in sorted({r['step'] for r in mine}):
+      at = [r for r in mine if r['step'] == step]
+      tasks = sorted({r['task'] for r in at})
+      for task in tasks:
+        values = [r['success'] for r in at if r['task'] == task]
+        lines.append(f'| {agent} | {task} | {step} | {len(values)} | '
+                     f'{np.mean(values):.2f} ± {np.std(values):.2f} | |')
+      if len(tasks) > 1:
+        seeds = sorted({r['seed'] for r in at})
+        per_seed = [np.mean([r['success'] for r in at if r['seed'] == s]) for s in seeds]
+        lines.append(f"| {agent} | all ({','.join(map(str, tasks))}) | {step} | {len(seeds)} | "
+                     f'{np.mean(per_seed):.2f} ± {np.std(per_seed):.2f} | '
+                     f"{paper.get(agent, '')} |")
+      elif tasks:
+        lines[-1] = lines[-1][:-2] + f"{paper.get(agent, '')} |"
+  return '\n'.join(lines) + '\n'
+
+
+def plot_curves(path, rows, agents):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  tasks = sorted({r['task'] for r in rows})
+  if not tasks:
+    return
+  fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    for agent in agents:
+      mine = [r for r in rows if r['agent'] == agent and r['task'] == task]
+      steps = sorted({r['step'] for r in mine})
+      if not steps:
+        continue
+      values = [[r['success'] for r in mine if r['step'] == s] for s in steps]
+      mean = [np.mean(v) for v in values]
+      line, = ax.plot(steps, mean, marker='o', label=agent)
+      ax.fill_between(steps, [np.min(v) for v in values], [np.max(v) for v in values],
+                      color=line.get_color(), alpha=0.2)
+    ax.set_title(f'{FLAGS.domain} task {task}')
+    ax.set_xlabel('training steps')
+    ax.set_ylim(-0.02, 1.02)
+  axes[0][0].set_ylabel('success (mean, min..max over seeds)')
+  axes[0][-1].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_outputs(workdir, agents, results, train_rows, summary):
+  rows = success_rows(results)
+  write_csv(os.path.join(workdir, 'success.csv'), rows)
+  write_csv(os.path.join(workdir, 'train.csv'), train_rows)
+  with open(os.path.join(workdir, 'table.md'), 'w') as f:
+    f.write(table_markdown(rows, agents))
+  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2, default=str)
+  try:
+    plot_curves(os.path.join(workdir, 'curves.png'), rows, agents)
+  except Exception as e:  # pylint: disable=broad-except  (a plot must not lose the numbers)
+    print(f'plot failed: {e}', file=sys.stderr)
+  return rows
+
+
+class Results:
+  """Evaluations in flight and done; done ones are written out as soon as they arrive."""
+
+  def __init__(self, workdir, summary):
+    self.workdir, self.summary = workdir, summary
+    self.pending, self.done, self.train_rows = [], [], []
+    self.failed = 0
+
+  def collect(self, block: bool = False) -> bool:
+    """Move finished evaluations to done (all of them if block) -> whether any arrived."""
+    arrived = False
+    for item in list(self.pending):
+      if block or item.ready():
+        self.pending.remove(item)
+        try:
+          self.done.append(item.get())
+          arrived = True
+        except Exception as e:  # pylint: disable=broad-except  (keep the other results)
+          self.failed += 1
+          print(f'evaluation failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
+    return arrived
+
+  def write(self):
+    self.summary['evaluations_done'] = len(self.done)
+    self.summary['evaluations_pending'] = len(self.pending)
+    self.summary['evaluations_failed'] = self.failed
+    return write_outputs(self.workdir, FLAGS.agents, self.done, self.train_rows, self.summary)
+
+
+def run(tasks, seeds, eval_at):
+  import jax  # pylint: disable=g-import-not-at-top
+  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
+  workdir = FLAGS.workdir
+  os.makedirs(workdir, exist_ok=True)
+  wall_start = time.perf_counter()
+  log = lambda message: print(f'[{time.perf_counter() - wall_start:6.0f} s] {message}',
+                              flush=True)
+  summary = {'flags': {k: FLAGS[k].value for k in (
+      'agents', 'domain', 'tasks', 'seeds', 'size', 'num_steps', 'steps_per_call', 'eval_at',
+      'eval_episodes', 'eval_workers', 'time_budget_s', 'dataset_dir', 'dataset_episodes',
+      'workers')}, 'devices': [str(d) for d in jax.devices()], 'agents': []}
+  results = Results(workdir, summary)
+  pool = None
+  try:
+    summary['dataset'] = ensure_dataset()
+    sparse = run_config(FLAGS.agents[0], tasks[0]).sparse_reward
+    load_start = time.perf_counter()
+    per_task, info = load_tasks(tasks, sparse)
+    summary['dataset'].update(transitions=info['num_transitions'],
+                              load_seconds=time.perf_counter() - load_start)
+    log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")
+    pool = eval_pool.EvalPool(FLAGS.eval_workers)
+    for agent in FLAGS.agents:
+      summary['agents'].append(train_agent(agent, tasks, seeds, eval_at, per_task, info, pool,
+                                           log, results))
+      results.write()
+    eval_start = time.perf_counter()
+    while results.pending:
+      results.pending[0].wait()
+      if results.collect() or not results.pending:
+        log(f'evaluations done: {len(results.done)}, pending: {len(results.pending)}')
+        results.write()
+    summary['eval_tail_seconds'] = time.perf_counter() - eval_start
+  finally:
+    if pool is not None:
+      pool.terminate()
+    summary['wall_seconds'] = time.perf_counter() - wall_start
+    rows = results.write()
+  log(f'done in {summary["wall_seconds"]:.0f} s; {len(rows)} success rows in {workdir}')
+  print(table_markdown(rows, FLAGS.agents))
+
+
+def _exit_on_sigterm(signum, frame):
+  del frame
+  sys.exit(128 + signum)   # raises SystemExit here, so run()'s finally writes the outputs
+
+
+def main(argv):
+  signal.signal(signal.SIGTERM, _exit_on_sigterm)
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
+    sys.exit(2)
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.simplefilter('ignore')
+  from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
+  try:
+    run(*parse_flags())
+  except (GridError, dataset_lib.DatasetError, generate.GenerateError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main)

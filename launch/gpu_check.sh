@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# One command for a lent GPU machine (run from the repo root; < 9 minutes, every step
+# time-boxed): LPS and QC-FQL at paper size on cube-single tasks 1..5 x seeds, each agent ONE
+# vmapped program, evaluated with 50 episodes per (agent, task, seed) in parallel CPU processes.
+#
+#   bash launch/gpu_check.sh            # device tool: carry=['.whl'] (launch/make_gpu_wheels.sh)
+#
+# Writes into $OUT (default ./gpu_out), at most 7 small files:
+#   gpu_check.log   every step's output (nvidia-smi, jax.devices(), generation speed, training)
+#   success.csv     agent, task, seed, step, success, return, episode_length, episodes
+#   train.csv       losses of each member at each evaluation point
+#   summary.json    steps reached, agent-steps/s, first-call (compile) and wall seconds
+#   table.md        success mean +- std beside the paper's numbers
+#   curves.png      success vs steps
+#   bench.json      only with BENCH=1 (optional last step)
+# A failing or timed-out step is logged and the script goes on; the driver writes partial
+# results when stopped (SIGTERM from `timeout`).
+#
+# Env vars (defaults are for one H100 / H200 and 16 CPU cores):
+#   SKIP_INSTALL=0       1: do not pip-install .whl/ (CPU test of this script)
+#   EPISODES=500         cube-single-play episodes to generate (~50 s at the ~10k transitions/s
+#                        expected from 16 processes; 120 s timeout, then a fallback of
+#   FALLBACK_EPISODES=64 episodes) ...
+#   STEPS_PER_EPISODE=1001
+#   GEN_WORKERS=16       ... with this many processes
+#   DATA_DIR=/tmp/gpu_check_data (reused if it already holds cube-single-play-v0.npz)
+#   TASKS=1..5 SEEDS=2   members per agent = tasks x seeds
+#   AGENTS=lps,qcfql     SIZE=paper   NUM_STEPS=1000000   STEPS_PER_CALL=1000
+#   EVAL_AT=100000,200000,300000,500000,1000000 (the last step reached is always evaluated)
+#   EVAL_EPISODES=50     EVAL_WORKERS=14
+#   TOTAL_S=525          hard wall-clock limit of the whole script
+#   TRAIN_BUDGET_S=      per-agent training seconds (default: what the remaining time allows)
+#   BENCH=0              1: run the optional benchmark step at the end (reserves 110 s)
+set -u
+START=$(date +%s)
+OUT="${OUT:-./gpu_out}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+: > "$LOG"
+EPISODES="${EPISODES:-500}"
+FALLBACK_EPISODES="${FALLBACK_EPISODES:-64}"
+STEPS_PER_EPISODE="${STEPS_PER_EPISODE:-1001}"
+GEN_WORKERS="${GEN_WORKERS:-16}"
+TASKS="${TASKS:-1..5}"
+SEEDS="${SEEDS:-2}"
+AGENTS="${AGENTS:-lps,qcfql}"
+SIZE="${SIZE:-paper}"
+NUM_STEPS="${NUM_STEPS:-1000000}"
+STEPS_PER_CALL="${STEPS_PER_CALL:-1000}"
+EVAL_AT="${EVAL_AT:-100000,200000,300000,500000,1000000}"
+EVAL_EPISODES="${EVAL_EPISODES:-50}"
+EVAL_WORKERS="${EVAL_WORKERS:-14}"
+TOTAL_S="${TOTAL_S:-525}"
+BENCH="${BENCH:-0}"
+DATA_DIR="${DATA_DIR:-/tmp/gpu_check_data}"
+export MUJOCO_GL=disable PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+say() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
+left() {  # seconds left before the hard limit, minus the bench reserve
+  local reserve=0
+  [ "$BENCH" = "1" ] && reserve=110
+  echo $(( TOTAL_S - reserve - ($(date +%s) - START) ))
+}
+step() {  # step NAME MAX_SECONDS CMD...: run CMD under timeout min(MAX, time left)
+  local name="$1" cap="$2"; shift 2
+  local limit; limit=$(left)
+  [ "$cap" -lt "$limit" ] && limit="$cap"
+  if [ "$limit" -lt 5 ]; then say "SKIP $name (no time left)"; return 1; fi
+  say "BEGIN $name (timeout ${limit} s)"
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+  local rc=$?
+  say "END $name rc=$rc"
+  return $rc
+}
+
+# ---------------------------------------------------------------------------- 1. install
+if [ "${SKIP_INSTALL:-0}" != "1" ]; then
+  step install 90 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site .whl/*.whl
+fi
+
+# ---------------------------------------------------------------------------- 2. devices
+step devices 60 bash -c 'nvidia-smi || true; python3 -c "
+import jax, ogbench, mujoco, dm_control, ml_collections
+print(\"jax\", jax.__version__, jax.devices(), \"mujoco\", mujoco.__version__)"'
+
+# ---------------------------------------------------------------------------- 3. data
+if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then
+  step generate 120 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
+    --episodes="$EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" --no_progress \
+    --steps_per_episode="$STEPS_PER_EPISODE"
+  if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then   # fallback: a small dataset
+    step generate_small 60 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
+      --episodes="$FALLBACK_EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" \
+      --no_progress --overwrite --steps_per_episode="$STEPS_PER_EPISODE"
+  fi
+fi
+
+# ---------------------------------------------------------------------------- 4. train + eval
+# Per-agent budget: the time left, less ~90 s for start-up and data loading and ~60 s for the
+# evaluation tail, split over the agents (each budget includes that agent's compilation).
+NUM_AGENTS=$(echo "$AGENTS" | tr ',' '\n' | grep -c .)
+AUTO_BUDGET=$(( ($(left) - 150) / NUM_AGENTS ))
+BUDGET="${TRAIN_BUDGET_S:-$AUTO_BUDGET}"
+[ "$BUDGET" -gt "$AUTO_BUDGET" ] && BUDGET="$AUTO_BUDGET"
+[ "$BUDGET" -lt 10 ] && BUDGET=10
+say "training budget per agent: ${BUDGET} s"
+step train_eval 100000 python3 experiments/ogbench_grid.py --agents="$AGENTS" \
+  --domain=cube-single --tasks="$TASKS" --seeds="0..$(( SEEDS - 1 ))" --size="$SIZE" \
+  --num_steps="$NUM_STEPS" --steps_per_call="$STEPS_PER_CALL" --eval_at="$EVAL_AT" \
+  --eval_episodes="$EVAL_EPISODES" --eval_workers="$EVAL_WORKERS" --time_budget_s="$BUDGET" \
+  --dataset_dir="$DATA_DIR" --dataset_episodes="$FALLBACK_EPISODES" \
+  --dataset_steps_per_episode="$STEPS_PER_EPISODE" --workers="$GEN_WORKERS" --workdir="$OUT"
+
+# ---------------------------------------------------------------------------- 5. bench (optional)
+# BENCH=1 only. The lead aligns these flags with lps_jax.bench.
+if [ "$BENCH" = "1" ]; then
+  say "BEGIN bench"
+  timeout 100 python3 -m lps_jax.bench --sizes=paper --agents=lps,fql \
+    --output="$OUT/bench.json" >> "$LOG" 2>&1
+  say "END bench rc=$?"
+fi
+
+say "done; outputs:"
+ls -la "$OUT" | tee -a "$LOG"

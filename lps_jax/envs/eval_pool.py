@@ -1,0 +1,158 @@
+"""OGBench evaluation in parallel worker processes (JAX on CPU), overlapping with training.
+
+    EvalPool(workers).submit(job) -> AsyncResult of evaluate_job(job)
+    job = EvalJob(agent config + numpy params of ONE member, env name, episodes first..first+n)
+
+Workers are spawned with JAX_PLATFORMS=cpu, no visible GPU and one BLAS thread each, so a GPU
+trainer keeps its device while 14-16 CPU processes run the lockstep env rollouts
+(lps_jax.envs.ogbench_env.evaluate). A worker rebuilds the agent once per (agent, config),
+swaps in the job's params and jit-compiles sample_actions once.
+"""
+import dataclasses
+import multiprocessing as mp
+import os
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+WORKER_ENV = {
+    'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '', 'MUJOCO_GL': 'disable',
+    'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1',
+    'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+}
+
+
+@dataclasses.dataclass
+class EvalJob:
+  agent_config: Any                 # the member's ml_collections agent config
+  observation_dim: int
+  action_dim: int                   # per env step; the policy outputs horizon * this
+  params: Dict[str, Any]            # {state name: numpy params} (multitask.member_params)
+  env_name: str
+  first_episode: int                # episodes first..first+num_episodes-1 ...
+  num_episodes: int
+  seed: int                         # ... are reset with seed + episode
+  tag: Any = None                   # returned unchanged (e.g. (agent, task, seed, step))
+
+
+_AGENTS = {}
+_ENVS = {}
+_SAMPLE = []
+
+
+def _template_agent(job: EvalJob):
+  import jax  # pylint: disable=g-import-not-at-top
+  from lps_jax import agents as agents_lib  # pylint: disable=g-import-not-at-top
+  config = job.agent_config
+  key = (config.to_json(), job.observation_dim, job.action_dim)
+  if key not in _AGENTS:
+    agent_cls = agents_lib.get_agent_class(config.agent_name)
+    _AGENTS[key] = agent_cls.create(0, job.observation_dim, config.horizon * job.action_dim,
+                                    config)
+  if not _SAMPLE:
+    _SAMPLE.append(jax.jit(lambda agent, obs, key: agent.sample_actions(obs, key)))
+  return _AGENTS[key]
+
+
+def _envs(env_name: str, count: int) -> List[Any]:
+  from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
+  envs = _ENVS.setdefault(env_name, [])
+  while len(envs) < count:
+    envs.append(ogbench_env.make_env(env_name))
+  return envs[:count]
+
+
+def evaluate_job(job: EvalJob):
+  """-> (job.tag, num_episodes, metrics) for the job's episodes, run in lockstep."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.simplefilter('ignore')
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from lps_jax import multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
+  agent = multitask.with_params(_template_agent(job), job.params)
+  sample = _SAMPLE[0]
+  rng = [jax.random.PRNGKey(job.seed * 1_000_003 + job.first_episode)]
+
+  def policy_fn(observations):
+    rng[0], key = jax.random.split(rng[0])
+    return np.asarray(sample(agent, jnp.asarray(observations, jnp.float32), key))
+
+  metrics = ogbench_env.evaluate(
+      job.env_name, policy_fn, job.num_episodes, job.agent_config.horizon, job.action_dim,
+      seed=job.seed + job.first_episode, envs=_envs(job.env_name, job.num_episodes))
+  return job.tag, job.num_episodes, metrics
+
+
+def split_episodes(num_episodes: int, num_pieces: int) -> List[range]:
+  """Episodes 0..n-1 in at most num_pieces contiguous ranges of near-equal size."""
+  num_pieces = max(1, min(num_pieces, num_episodes))
+  bounds = np.linspace(0, num_episodes, num_pieces + 1).round().astype(int)
+  return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def merge(results: Sequence) -> Dict[Any, Dict[str, float]]:
+  """[(tag, n, metrics)] -> {tag: episode-weighted mean metrics} (pieces of one member joined)."""
+  merged = {}
+  for tag, n, metrics in results:
+    total = merged.setdefault(tag, {'num_episodes': 0})
+    for key, value in metrics.items():
+      if key != 'num_episodes':
+        total[key] = total.get(key, 0.0) + value * n
+    total['num_episodes'] += n
+  for total in merged.values():
+    for key in total:
+      if key != 'num_episodes':
+        total[key] /= total['num_episodes']
+  return merged
+
+
+class _Done:
+  """An already computed result with the AsyncResult methods the callers use."""
+
+  def __init__(self, value):
+    self.value = value
+
+  def ready(self):
+    return True
+
+  def wait(self, timeout=None):
+    del timeout
+
+  def get(self, timeout=None):
+    del timeout
+    return self.value
+
+
+class EvalPool:
+  """A spawn pool of CPU evaluation workers (inline when workers == 0, for tests)."""
+
+  def __init__(self, workers: int):
+    self.workers = workers
+    self._pool = None
+    if workers > 0:
+      saved = {k: os.environ.get(k) for k in WORKER_ENV}
+      os.environ.update(WORKER_ENV)        # inherited by the spawned workers only
+      try:
+        self._pool = mp.get_context('spawn').Pool(workers)
+      finally:
+        for k, v in saved.items():
+          if v is None:
+            os.environ.pop(k, None)
+          else:
+            os.environ[k] = v
+
+  def submit(self, job: EvalJob):
+    """An AsyncResult-like object: .ready(), .wait(), .get() -> (tag, num_episodes, metrics)."""
+    if self._pool is None:
+      return _Done(evaluate_job(job))
+    return self._pool.apply_async(evaluate_job, (job,))
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.close()
+      self._pool.join()
+
+  def terminate(self):
+    if self._pool is not None:
+      self._pool.terminate()
