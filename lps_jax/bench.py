@@ -564,7 +564,7 @@ def markdown_table(report: dict) -> str:
     load = f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'
     lines.append(
         f'| {e["agent"]} | {e["size"]} | {e["compute_dtype"]} | '
-        f'{e["agent_steps_per_s"].get("unfused", float("nan")):.0f} | '
+        f'{e["agent_steps_per_s"].get("unfused", float("nan")):.3g} | '
         f'{_ratios(e["fused_over_unfused"], "K", (1, 10, 100))} | '
         f'{_ratios(e["sweep_over_unfused"], "N", (1, 8, 32))} | {unfused_share}, {shares} | '
         f'{e["peak_flops_per_s"] / 1e9:.0f} | {load} |')
