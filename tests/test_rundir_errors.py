@@ -176,10 +176,13 @@ def existing_run(tmp_path_factory):
   first = run_all({'first': (base, None)})['first']
   with open(os.path.join(workdir, 'config.json')) as f:
     saved_config = f.read()
-  results = run_all({'again': (base, None),
-                     'resume_other_config': (base + ['--resume', '--config.agent.lr=0.01',
-                                                     '--seed=3'], None),
-                     'resume_longer': (base + ['--resume', '--num_steps=6'], None)})
+  # One at a time: each takes the workdir lock, so started together they would refuse each other.
+  results = {}
+  for name, args in (('again', base),
+                     ('resume_other_config', base + ['--resume', '--config.agent.lr=0.01',
+                                                     '--seed=3']),
+                     ('resume_longer', base + ['--resume', '--num_steps=6'])):
+    results[name] = run_all({name: (args, None)})[name]
   results['first'] = first
   results['overwrite'] = run_all({'o': (base + ['--overwrite'], None)})['o']
   return workdir, saved_config, results
