@@ -166,7 +166,7 @@ def main_metric(keys) -> str:
 def summarize(rows: List[Dict]) -> Dict:
   """{'metric': name, 'entries': [{agent, alpha, n, <metric>_mean/_std, ...}]}."""
   metric = main_metric(rows[0])
-  extra = [k for k in ('out_of_support', 'on_arc') if k in rows[0]]
+  extra = [k for k in ('out_of_support', 'near_peak', 'on_arc', 'dataset_reward') if k in rows[0]]
   groups = {}
   for row in rows:
     groups.setdefault((row['agent'], row['alpha']), []).append(row)

@@ -12,7 +12,11 @@
 #   summary.json    steps reached, agent-steps/s, first-call (compile) and wall seconds
 #   table.md        success mean +- std beside the paper's numbers
 #   curves.png      success vs steps
-#   bench.json      only with BENCH=1 (optional last step)
+#   bench.json      BENCH=1 (default): python -m lps_jax.bench --gpu (fused vs unfused, N=1/32,
+#                   float32/bfloat16, paper size)
+#   toy.tar.gz      TOY=1 (default): launch/gpu_toy.sh's outputs (alpha figure, toy variants,
+#                   latent-gradient study, planted-bug gate runs) and its log; it runs on the GPU
+#                   in the background while the OGBench data is generated on the CPU cores
 # A failing or timed-out step is logged and the script goes on; the driver writes partial
 # results when stopped (SIGTERM from `timeout`).
 #
@@ -30,7 +34,8 @@
 #   EVAL_EPISODES=50     EVAL_WORKERS=14
 #   TOTAL_S=525          hard wall-clock limit of the whole script
 #   TRAIN_BUDGET_S=      per-agent training seconds (default: what the remaining time allows)
-#   BENCH=0              1: run the optional benchmark step at the end (reserves 110 s)
+#   BENCH=1              0: skip the benchmark step at the end (it reserves 110 s)
+#   TOY=1 TOY_S=300      0: skip the toy studies; TOY_S: their time box
 set -u
 START=$(date +%s)
 OUT="${OUT:-./gpu_out}"
@@ -51,9 +56,13 @@ EVAL_AT="${EVAL_AT:-100000,200000,300000,500000,1000000}"
 EVAL_EPISODES="${EVAL_EPISODES:-50}"
 EVAL_WORKERS="${EVAL_WORKERS:-14}"
 TOTAL_S="${TOTAL_S:-525}"
-BENCH="${BENCH:-0}"
+BENCH="${BENCH:-1}"
+TOY="${TOY:-1}"
+TOY_S="${TOY_S:-300}"
 DATA_DIR="${DATA_DIR:-/tmp/gpu_check_data}"
 export MUJOCO_GL=disable PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+# Two JAX processes share the GPU (the toy studies and the OGBench driver): no preallocation.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 say() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
@@ -85,6 +94,15 @@ step devices 60 bash -c 'nvidia-smi || true; python3 -c "
 import jax, ogbench, mujoco, dm_control, ml_collections
 print(\"jax\", jax.__version__, jax.devices(), \"mujoco\", mujoco.__version__)"'
 
+# ---------------------------------------------------------------------------- 2b. toy (background)
+TOY_PID=""
+if [ "$TOY" = "1" ]; then
+  say "BEGIN toy (background, timeout ${TOY_S} s)"
+  timeout --signal=TERM --kill-after=10 "$TOY_S" bash launch/gpu_toy.sh "$OUT/toy" \
+    > "$OUT/toy.log" 2>&1 &
+  TOY_PID=$!
+fi
+
 # ---------------------------------------------------------------------------- 3. data
 if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then
   step generate 120 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
@@ -113,13 +131,18 @@ step train_eval 100000 python3 experiments/ogbench_grid.py --agents="$AGENTS" \
   --dataset_dir="$DATA_DIR" --dataset_episodes="$FALLBACK_EPISODES" \
   --dataset_steps_per_episode="$STEPS_PER_EPISODE" --workers="$GEN_WORKERS" --workdir="$OUT"
 
-# ---------------------------------------------------------------------------- 5. bench (optional)
-# BENCH=1 only. The lead aligns these flags with lps_jax.bench.
+# ---------------------------------------------------------------------------- 5. bench
 if [ "$BENCH" = "1" ]; then
   say "BEGIN bench"
-  timeout 100 python3 -m lps_jax.bench --sizes=paper --agents=lps,fql \
-    --output="$OUT/bench.json" >> "$LOG" 2>&1
+  timeout 100 python3 -m lps_jax.bench --gpu --output="$OUT/bench.json" >> "$LOG" 2>&1
   say "END bench rc=$?"
+fi
+
+# ---------------------------------------------------------------------------- 6. toy outputs
+if [ -n "$TOY_PID" ]; then
+  wait "$TOY_PID"; say "END toy rc=$?"
+  mv "$OUT/toy.log" "$OUT/toy/" 2>/dev/null
+  tar czf "$OUT/toy.tar.gz" -C "$OUT" toy && rm -rf "$OUT/toy"
 fi
 
 say "done; outputs:"
