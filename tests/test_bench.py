@@ -13,7 +13,8 @@ import pytest
 
 from conftest import cli_env
 from lps_jax import agents as agents_lib
-from lps_jax import bench, engine, sweep
+from lps_jax import bench, engine
+from lps_jax import vmap_sweep as sweep
 from lps_jax.agents import fql
 from lps_jax.data import dataset as dataset_lib
 

@@ -16,7 +16,7 @@ from lps_jax.data import toy
 from experiments.configs import lps as lps_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OBS_DIM, ACTION_DIM = toy.OBSERVATION_DIM, toy.ACTION_DIM
+OBS_DIM, ACTION_DIM = toy.CONTEXT_DIM, toy.ACTION_DIM
 
 
 @pytest.fixture(scope='module')
