@@ -33,7 +33,7 @@ def tiny_config(name):
 
 @functools.lru_cache(maxsize=None)
 def toy_data():
-  return dataset_lib.to_device(tasks.make_toy_task(2_000).transitions, 1)
+  return dataset_lib.to_device(tasks.make_toy_rings_task(2_000).transitions, 1)  # one dummy state
 
 
 class _Runner:
