@@ -5,7 +5,7 @@
 #   alpha/          paper Fig. 2: FQL, ReBRAC x alpha {0.1..1000} x 3 seeds, LPS, DSRL x 3 seeds
 #   variant_*/      FQL x alpha and LPS on toy variants (does FQL's best alpha move?)
 #   latent_grad/    paper Fig. 3 on the toy: cos(grad_z Q^W, grad_z Q^A(pi_beta(z)))
-#   plants.log      the LPS gate (tests/test_toy_gates.py) with each bug of .gpu/plants planted
+#   plants.log      the LPS gate (tests/test_toy_gates.py) with each bug of launch/plants planted
 # Env: TOY_STEPS (4000), TOY_SEEDS (0,1,2), PLANTS (1), VARIANTS ("support_band=0.12 peak_width=60")
 set -u
 OUT_DIR="${1:-./gpu_out/toy}"
@@ -22,8 +22,8 @@ python3 experiments/alpha_sensitivity.py --workdir="$OUT_DIR/alpha" --alphas=0.1
   --seeds="$SEEDS" --agents=lps,fql,rebrac,dsrl --num_steps="$STEPS"
 say "alpha study rc=$?"
 
-if [ "${PLANTS:-1}" = "1" ] && [ -d .gpu/plants ]; then
-  for patch in .gpu/plants/*.patch; do
+if [ "${PLANTS:-1}" = "1" ] && [ -d launch/plants ]; then
+  for patch in launch/plants/*.patch; do
     name=$(basename "$patch" .patch)
     copy="/tmp/plant_$name"
     rm -rf "$copy"; mkdir -p "$copy"
