@@ -26,12 +26,9 @@ import csv
 import json
 import os
 import sys
-import time
 from typing import Dict, List, Optional, Sequence
 
 from absl import app, flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
 

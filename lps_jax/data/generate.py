@@ -42,6 +42,7 @@ from absl import flags
 import numpy as np
 
 from lps_jax import cli, rundir
+from lps_jax.envs import worker_env
 
 MANIP_DOMAINS = ('cube', 'scene', 'puzzle')
 MANIP_TYPES = ('play', 'noisy')
@@ -382,18 +383,9 @@ def generate_episodes(dataset_name, num_episodes, seed=0, workers=1, steps_per_e
   else:
     ctx = mp.get_context('spawn')  # Safe even if the parent process has started threads (JAX).
     # Workers inherit the environment at spawn: one BLAS thread each (tiny IK solves).
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS:
-      os.environ.setdefault(k, '1')
-    try:
+    with worker_env.scoped_environ({k: '1' for k in _THREAD_VARS}, overwrite=False):
       pool = ctx.Pool(processes=min(workers, num_episodes), initializer=_worker_init,
                       initargs=init_args)
-    finally:
-      for k, v in saved.items():
-        if v is None:
-          os.environ.pop(k, None)
-        else:
-          os.environ[k] = v
     try:
       for ep in pool.imap(_worker_run, seeds, chunksize=1):
         episodes.append(ep)

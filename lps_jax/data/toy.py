@@ -135,13 +135,12 @@ def plot_ring_policy(path, dataset_actions, contexts, policy_actions, title='',
     plt.close(fig)
 
 
-def plot_context_actions(ax, dataset_actions, contexts, actions, reward_kwargs=None):
+def plot_context_actions(ax, dataset_actions, contexts, actions):
   """One panel, several contexts: data (grey), each context's peak direction (dashed) and its
   actions (same colour). contexts [C]; actions [C, S, 2]."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  del reward_kwargs
   ax.scatter(dataset_actions[:1500, 0], dataset_actions[:1500, 1], s=1, c='0.75')
   colors = plt.cm.viridis(np.linspace(0, 1, len(contexts)))
   for context, context_actions, color in zip(contexts, actions, colors):

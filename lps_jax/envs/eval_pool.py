@@ -10,10 +10,11 @@ swaps in the job's params and jit-compiles sample_actions once.
 """
 import dataclasses
 import multiprocessing as mp
-import os
 from typing import Any, Dict, List, Sequence
 
 import numpy as np
+
+from lps_jax.envs import worker_env
 
 WORKER_ENV = {
     'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '', 'MUJOCO_GL': 'disable',
@@ -131,16 +132,8 @@ class EvalPool:
     self.workers = workers
     self._pool = None
     if workers > 0:
-      saved = {k: os.environ.get(k) for k in WORKER_ENV}
-      os.environ.update(WORKER_ENV)        # inherited by the spawned workers only
-      try:
+      with worker_env.scoped_environ(WORKER_ENV):   # inherited by the spawned workers only
         self._pool = mp.get_context('spawn').Pool(workers)
-      finally:
-        for k, v in saved.items():
-          if v is None:
-            os.environ.pop(k, None)
-          else:
-            os.environ[k] = v
 
   def submit(self, job: EvalJob):
     """An AsyncResult-like object: .ready(), .wait(), .get() -> (tag, num_episodes, metrics)."""
