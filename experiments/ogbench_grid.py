@@ -18,6 +18,16 @@
       --size=cpu --num_steps=100000 --eval_at=50000,100000 --eval_episodes=50 \
       --dataset_dir=/tmp/ogdata100 --dataset_episodes=100 --workdir=runs/ogbench_cpu
 
+Train on one machine, evaluate on another (--save_params writes params_<agent>_<step>.npz, every
+member's network params, at each eval point; --noevaluate skips the env rollouts there):
+
+  python experiments/ogbench_grid.py --agents=lps ... --noevaluate --save_params --workdir=runs/lps
+  python experiments/ogbench_grid.py --evaluate_saved=runs/lps,runs/fql --workdir=runs/eval
+
+Several runs (e.g. one process per agent sharing a GPU) are combined into one table and plot:
+
+  python experiments/ogbench_grid.py --merge=runs/lps,runs/qcfql,runs/fql --workdir=runs/all
+
 Sizes: cpu = 2x128 every network, batch 128; paper = the agent's ogbench config (LPS: flow
 4x512, critic 4x256, latent actor 2x256; QC-FQL: flow / one-step 4x512, critic 4x256; FQL:
 4x512), batch 256; tiny = 2x16, batch 16 (tests).
@@ -56,6 +66,8 @@ flags.DEFINE_string('domain', 'cube-single', 'OGBench manipulation domain.')
 flags.DEFINE_string('tasks', '2,3', "Task numbers, e.g. '1..5' or '2,3'.")
 flags.DEFINE_string('seeds', '0..4', "Seeds, e.g. '0..4' or '0,1'.")
 flags.DEFINE_enum('size', 'cpu', list(SIZES), 'Network / batch size preset.')
+flags.DEFINE_float('alpha', None, "Override the agents' alpha (FQL / QC-FQL distillation "
+                   'weight, ReBRAC BC weight); an agent without one is an error.')
 flags.DEFINE_integer('num_steps', 100_000, 'Training steps per member.')
 flags.DEFINE_integer('steps_per_call', 1_000, 'Updates fused into one jit call.')
 flags.DEFINE_string('eval_at', '50000,100000', 'Steps to evaluate at (multiples of '
@@ -69,6 +81,14 @@ flags.DEFINE_integer('dataset_episodes', 100, 'Episodes to generate if the datas
 flags.DEFINE_integer('dataset_steps_per_episode', 1001, 'Steps per generated episode.')
 flags.DEFINE_integer('workers', 2, 'Processes generating the dataset.')
 flags.DEFINE_string('workdir', None, 'Output folder.')
+flags.DEFINE_bool('save_params', False, "Write every member's network params at each eval "
+                  'point to <workdir>/params_<agent>_<step>.npz.')
+flags.DEFINE_bool('evaluate', True, 'Evaluate at the eval points (--noevaluate: train only, '
+                  'e.g. with --save_params on a machine whose CPUs are better used elsewhere).')
+flags.DEFINE_list('evaluate_saved', [], 'Folders with the params_*.npz of --save_params runs: '
+                  'evaluate them here into --workdir (no training).')
+flags.DEFINE_list('merge', [], 'Workdirs of earlier runs: combine their success.csv / '
+                  'train.csv / summary.json into --workdir (no training).')
 
 
 class GridError(ValueError):
@@ -104,18 +124,23 @@ def config_path(agent: str) -> str:
   return os.path.join(REPO, 'experiments', 'configs', f'{agent}.py')
 
 
-def run_config(agent: str, task: int):
-  """The agent's ogbench run config for one task, resized by --size."""
+def run_config(agent: str, task: int, size_name=None, domain=None):
+  """The agent's ogbench run config for one task, resized by --size (or size_name)."""
   from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  size_name, domain = size_name or FLAGS.size, domain or FLAGS.domain
   config = config_lib.load_config_file(
-      f'{config_path(agent)}:ogbench,domain={FLAGS.domain},task={task}')
-  size = SIZES[FLAGS.size]
+      f'{config_path(agent)}:ogbench,domain={domain},task={task}')
+  size = SIZES[size_name]
   if size is not None:
     agent_cfg = config.agent
     agent_cfg.flow_hidden_dims = agent_cfg.critic_hidden_dims = size['hidden']
     agent_cfg.actor_hidden_dims = size['hidden']
     agent_cfg.batch_size = size['batch_size']
-  if 'flow_steps' in config.agent and FLAGS.size == 'tiny':
+  if FLAGS.alpha is not None:
+    if 'alpha' not in config.agent:
+      raise GridError(f'--alpha: {agent} has no alpha')
+    config.agent.alpha = FLAGS.alpha
+  if 'flow_steps' in config.agent and size_name == 'tiny':
     config.agent.flow_steps = 2
   config.dataset_dir = FLAGS.dataset_dir
   return config
@@ -179,13 +204,17 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   def submit_eval(step, metrics):
     host = jax.device_get(metrics)
     all_params = multitask.host_params(agents)
+    if FLAGS.save_params:
+      path = os.path.join(FLAGS.workdir, f'params_{agent}_{step}.npz')
+      multitask.save_params(path, all_params, {
+          'agent': agent, 'domain': FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
+          'seeds': seeds, 'step': step, 'obs_dim': obs_dim, 'action_dim': action_dim})
     for t, task in enumerate(tasks):
       for s, seed in enumerate(seeds):
-        params = multitask.member_params(all_params, t, s)
-        for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
-          results.pending.append(pool.submit(eval_pool.EvalJob(
-              agent_cfg, obs_dim, action_dim, params, configs[t].task, episodes.start,
-              len(episodes), seed, (agent, task, seed, step))))
+        if FLAGS.evaluate:
+          submit_member(pool, results, agent_cfg, obs_dim, action_dim,
+                        multitask.member_params(all_params, t, s), configs[t].task, pieces,
+                        (agent, task, seed, step))
         results.train_rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
                            **{k: float(v[t, s]) for k, v in host.items()}})
     evaluated.add(step)
@@ -229,6 +258,16 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   return summary
 
 
+def submit_member(pool, results, agent_cfg, obs_dim, action_dim, params, env_name, pieces,
+                  tag):
+  """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step)."""
+  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
+  for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
+    results.pending.append(pool.submit(eval_pool.EvalJob(
+        agent_cfg, obs_dim, action_dim, params, env_name, episodes.start, len(episodes),
+        tag[2], tag)))
+
+
 def write_csv(path, rows):
   if not rows:
     return
@@ -249,11 +288,12 @@ def success_rows(results):
   return rows
 
 
-def table_markdown(rows, agents):
+def table_markdown(rows, agents, domain=None, size=None):
   """mean +- std over seeds per (agent, task, step), and over tasks; paper numbers beside."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  paper = PAPER_SUCCESS.get(FLAGS.domain, {})
-  lines = [f'Success on {FLAGS.domain} ({FLAGS.size} size; mean ± std over seeds; '
+  domain, size = domain or FLAGS.domain, size or FLAGS.size
+  paper = PAPER_SUCCESS.get(domain, {})
+  lines = [f'Success on {domain} ({size} size; mean ± std over seeds; '
            f'paper: 5-task mean at 1M steps on the official data)', '',
            '| agent | task | step | seeds | success | paper |', '|---|---|---|---|---|---|']
   for agent in agents:
@@ -272,11 +312,11 @@ def table_markdown(rows, agents):
                      f'{np.mean(per_seed):.2f} ± {np.std(per_seed):.2f} | '
                      f"{paper.get(agent, '')} |")
       elif tasks:
-        lines[-1] = lines[-1][:-2] + f"{paper.get(agent, '')} |"
+        lines[-1] = lines[-1][:-2] + f" {paper.get(agent, '')} |"
   return '\n'.join(lines) + '\n'
 
 
-def plot_curves(path, rows, agents):
+def plot_curves(path, rows, agents, domain=None):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -296,7 +336,7 @@ def plot_curves(path, rows, agents):
       line, = ax.plot(steps, mean, marker='o', label=agent)
       ax.fill_between(steps, [np.min(v) for v in values], [np.max(v) for v in values],
                       color=line.get_color(), alpha=0.2)
-    ax.set_title(f'{FLAGS.domain} task {task}')
+    ax.set_title(f'{domain or FLAGS.domain} task {task}')
     ax.set_xlabel('training steps')
     ax.set_ylim(-0.02, 1.02)
   axes[0][0].set_ylabel('success (mean, min..max over seeds)')
@@ -306,16 +346,16 @@ def plot_curves(path, rows, agents):
   plt.close(fig)
 
 
-def write_outputs(workdir, agents, results, train_rows, summary):
-  rows = success_rows(results)
+def write_outputs(workdir, agents, rows, train_rows, summary, domain=None, size=None):
+  """success.csv, train.csv, table.md, summary.json and curves.png into workdir."""
   write_csv(os.path.join(workdir, 'success.csv'), rows)
   write_csv(os.path.join(workdir, 'train.csv'), train_rows)
   with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(table_markdown(rows, agents))
+    f.write(table_markdown(rows, agents, domain, size))
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
     json.dump(summary, f, indent=2, default=str)
   try:
-    plot_curves(os.path.join(workdir, 'curves.png'), rows, agents)
+    plot_curves(os.path.join(workdir, 'curves.png'), rows, agents, domain)
   except Exception as e:  # pylint: disable=broad-except  (a plot must not lose the numbers)
     print(f'plot failed: {e}', file=sys.stderr)
   return rows
@@ -324,8 +364,9 @@ def write_outputs(workdir, agents, results, train_rows, summary):
 class Results:
   """Evaluations in flight and done; done ones are written out as soon as they arrive."""
 
-  def __init__(self, workdir, summary):
-    self.workdir, self.summary = workdir, summary
+  def __init__(self, workdir, summary, agents, domain=None, size=None):
+    self.workdir, self.summary, self.agents = workdir, summary, agents
+    self.domain, self.size = domain, size
     self.pending, self.done, self.train_rows = [], [], []
     self.failed = 0
 
@@ -347,7 +388,16 @@ class Results:
     self.summary['evaluations_done'] = len(self.done)
     self.summary['evaluations_pending'] = len(self.pending)
     self.summary['evaluations_failed'] = self.failed
-    return write_outputs(self.workdir, FLAGS.agents, self.done, self.train_rows, self.summary)
+    return write_outputs(self.workdir, self.agents, success_rows(self.done), self.train_rows,
+                         self.summary, self.domain, self.size)
+
+  def drain(self, log):
+    """Wait for every pending evaluation, writing the outputs as they arrive."""
+    while self.pending:
+      self.pending[0].wait()
+      if self.collect() or not self.pending:
+        log(f'evaluations done: {len(self.done)}, pending: {len(self.pending)}')
+        self.write()
 
 
 def run(tasks, seeds, eval_at):
@@ -359,10 +409,11 @@ def run(tasks, seeds, eval_at):
   log = lambda message: print(f'[{time.perf_counter() - wall_start:6.0f} s] {message}',
                               flush=True)
   summary = {'flags': {k: FLAGS[k].value for k in (
-      'agents', 'domain', 'tasks', 'seeds', 'size', 'num_steps', 'steps_per_call', 'eval_at',
+      'agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'num_steps', 'steps_per_call',
+      'eval_at',
       'eval_episodes', 'eval_workers', 'time_budget_s', 'dataset_dir', 'dataset_episodes',
       'workers')}, 'devices': [str(d) for d in jax.devices()], 'agents': []}
-  results = Results(workdir, summary)
+  results = Results(workdir, summary, FLAGS.agents)
   pool = None
   try:
     summary['dataset'] = ensure_dataset()
@@ -372,17 +423,13 @@ def run(tasks, seeds, eval_at):
     summary['dataset'].update(transitions=info['num_transitions'],
                               load_seconds=time.perf_counter() - load_start)
     log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")
-    pool = eval_pool.EvalPool(FLAGS.eval_workers)
+    pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
     for agent in FLAGS.agents:
       summary['agents'].append(train_agent(agent, tasks, seeds, eval_at, per_task, info, pool,
                                            log, results))
       results.write()
     eval_start = time.perf_counter()
-    while results.pending:
-      results.pending[0].wait()
-      if results.collect() or not results.pending:
-        log(f'evaluations done: {len(results.done)}, pending: {len(results.pending)}')
-        results.write()
+    results.drain(log)
     summary['eval_tail_seconds'] = time.perf_counter() - eval_start
   finally:
     if pool is not None:
@@ -391,6 +438,96 @@ def run(tasks, seeds, eval_at):
     rows = results.write()
   log(f'done in {summary["wall_seconds"]:.0f} s; {len(rows)} success rows in {workdir}')
   print(table_markdown(rows, FLAGS.agents))
+
+
+def read_csv(path, numeric=('task', 'seed', 'step')):
+  """Rows of a csv this driver wrote; ids to int, every other column but 'agent' to float."""
+  rows = []
+  with open(path, newline='') as f:
+    for row in csv.DictReader(f):
+      rows.append({k: (v if k == 'agent' else int(v) if k in numeric else float(v))
+                   for k, v in row.items() if v != ''})
+  return rows
+
+
+def merge_runs(run_dirs, workdir):
+  """Combine earlier runs' outputs (no training) -> the merged success rows."""
+  if not workdir:
+    raise GridError('--workdir is required')
+  rows, train_rows, agents, domain, size = [], [], [], None, None
+  summary = {'merged_from': list(run_dirs), 'agents': [], 'runs': []}
+  for run_dir in run_dirs:
+    paths = {name: os.path.join(run_dir, name)
+             for name in ('success.csv', 'train.csv', 'summary.json')}
+    missing = [p for p in paths.values() if not os.path.exists(p)]
+    if missing:
+      raise GridError(f'--merge: {missing[0]} does not exist')
+    run_rows = read_csv(paths['success.csv'])
+    rows += run_rows
+    train_rows += read_csv(paths['train.csv'])
+    with open(paths['summary.json']) as f:
+      run_summary = json.load(f)
+    summary['agents'] += run_summary.get('agents', [])
+    summary['runs'].append({k: v for k, v in run_summary.items() if k != 'agents'})
+    agents += [a for a in dict.fromkeys(r['agent'] for r in run_rows) if a not in agents]
+    run_flags = run_summary.get('flags', {})
+    domain, size = run_flags.get('domain', FLAGS.domain), run_flags.get('size', FLAGS.size)
+  keys = [(r['agent'], r['task'], r['seed'], r['step']) for r in rows]
+  if len(set(keys)) != len(keys):
+    raise GridError('--merge: the runs share (agent, task, seed, step) rows')
+  os.makedirs(workdir, exist_ok=True)
+  write_outputs(workdir, agents, rows, train_rows, summary, domain, size)
+  print(table_markdown(rows, agents, domain, size))
+  return rows
+
+
+def evaluate_saved(params_dirs, workdir):
+  """Evaluate every params_*.npz of --save_params runs into workdir (no training)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from lps_jax import multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
+  if not workdir:
+    raise GridError('--workdir is required')
+  paths = [path for params_dir in params_dirs
+           for path in sorted(glob.glob(os.path.join(params_dir, 'params_*.npz')))]
+  if not paths:
+    raise GridError(f"--evaluate_saved: no params_*.npz in {','.join(params_dirs)}")
+  wall_start = time.perf_counter()
+  log = lambda message: print(f'[{time.perf_counter() - wall_start:6.0f} s] {message}',
+                              flush=True)
+  saved = [multitask.load_params(path) for path in paths]
+  metas = [meta for _, meta in saved]
+  summary = {'evaluated_from': list(params_dirs), 'eval_episodes': FLAGS.eval_episodes,
+             'agents': []}
+  os.makedirs(workdir, exist_ok=True)
+  results = Results(workdir, summary, list(dict.fromkeys(m['agent'] for m in metas)),
+                    metas[0]['domain'], metas[0]['size'])
+  for params_dir in params_dirs:   # the training runs' own summaries and losses
+    saved_summary = os.path.join(params_dir, 'summary.json')
+    if os.path.exists(saved_summary):
+      with open(saved_summary) as f:
+        summary['agents'] += json.load(f).get('agents', [])
+    saved_train = os.path.join(params_dir, 'train.csv')
+    if os.path.exists(saved_train):
+      results.train_rows += read_csv(saved_train)
+  members = sum(len(m['tasks']) * len(m['seeds']) for m in metas)
+  pool = eval_pool.EvalPool(FLAGS.eval_workers)
+  try:
+    for host, meta in saved:
+      for t, task in enumerate(meta['tasks']):
+        config = run_config(meta['agent'], task, meta['size'], meta['domain'])
+        for s, seed in enumerate(meta['seeds']):
+          submit_member(pool, results, config.agent, meta['obs_dim'], meta['action_dim'],
+                        multitask.member_params(host, t, s), config.task,
+                        max(1, FLAGS.eval_workers // members),
+                        (meta['agent'], task, seed, meta['step']))
+    log(f'{len(results.pending)} evaluation jobs from {len(paths)} files')
+    results.drain(log)
+  finally:
+    pool.terminate()
+    summary['wall_seconds'] = time.perf_counter() - wall_start
+    rows = results.write()
+  print(table_markdown(rows, results.agents, results.domain, results.size))
 
 
 def _exit_on_sigterm(signum, frame):
@@ -408,7 +545,12 @@ def main(argv):
   from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
   try:
-    run(*parse_flags())
+    if FLAGS.merge:
+      merge_runs(FLAGS.merge, FLAGS.workdir)
+    elif FLAGS.evaluate_saved:
+      evaluate_saved(FLAGS.evaluate_saved, FLAGS.workdir)
+    else:
+      run(*parse_flags())
   except (GridError, dataset_lib.DatasetError, generate.GenerateError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

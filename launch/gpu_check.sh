@@ -36,6 +36,22 @@
 #   TRAIN_BUDGET_S=      per-agent training seconds (default: what the remaining time allows)
 #   BENCH=1              0: skip the benchmark step at the end (it reserves 110 s)
 #   TOY=1 TOY_S=300      0: skip the toy studies; TOY_S: their time box
+#   CONCURRENT=0         1: one driver process per agent, all at once on the GPU (small nets are
+#                        launch-bound, so they overlap), EVAL_WORKERS split between them; the
+#                        runs are merged into $OUT and kept as $OUT/run_<agent>.tar.gz
+#   GRID_EXTRA=          more driver flags, e.g. "--noevaluate --save_params": train only and
+#                        bring every member's params back (evaluate here with --evaluate_saved)
+#   TAIL_S=150           seconds kept after training for start-up and the evaluation tail
+#
+# The CPU-size side-by-side grid of the README (same data as the CPU run, carried; measured on
+# an H100: 100k steps x 15 members x 3 agents in 140 s; the first try's evaluation pool there
+# ran out of memory (one env per episode, since capped), so this trains there and evaluates here):
+#   CONCURRENT=1 SIZE=cpu AGENTS=lps,qcfql,fql TASKS=2,3,5 SEEDS=5 NUM_STEPS=100000 \
+#     EVAL_AT=50000,100000 DATA_DIR=.gpu/ogdata100 BENCH=0 TOY=0 TAIL_S=20 TOTAL_S=200 \
+#     GRID_EXTRA="--noevaluate --save_params" bash launch/gpu_check.sh
+#                        # device: carry ['.whl', '.gpu/ogdata100']; then, here:
+#   python experiments/ogbench_grid.py --evaluate_saved=DIR/lps,DIR/qcfql,DIR/fql \
+#     --eval_episodes=50 --eval_workers=2 --workdir=experiments/results/ogbench_cpu_size
 set -u
 START=$(date +%s)
 OUT="${OUT:-./gpu_out}"
@@ -59,6 +75,9 @@ TOTAL_S="${TOTAL_S:-525}"
 BENCH="${BENCH:-1}"
 TOY="${TOY:-1}"
 TOY_S="${TOY_S:-300}"
+CONCURRENT="${CONCURRENT:-0}"
+GRID_EXTRA="${GRID_EXTRA:-}"
+TAIL_S="${TAIL_S:-150}"
 DATA_DIR="${DATA_DIR:-/tmp/gpu_check_data}"
 export MUJOCO_GL=disable PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 # Two JAX processes share the GPU (the toy studies and the OGBench driver): no preallocation.
@@ -117,19 +136,51 @@ fi
 
 # ---------------------------------------------------------------------------- 4. train + eval
 # Per-agent budget: the time left, less ~90 s for start-up and data loading and ~60 s for the
-# evaluation tail, split over the agents (each budget includes that agent's compilation).
+# evaluation tail, split over the agents when they run one after another (each budget includes
+# that agent's compilation).
 NUM_AGENTS=$(echo "$AGENTS" | tr ',' '\n' | grep -c .)
-AUTO_BUDGET=$(( ($(left) - 150) / NUM_AGENTS ))
+if [ "$CONCURRENT" = "1" ]; then
+  AUTO_BUDGET=$(( $(left) - TAIL_S ))
+else
+  AUTO_BUDGET=$(( ($(left) - TAIL_S) / NUM_AGENTS ))
+fi
 BUDGET="${TRAIN_BUDGET_S:-$AUTO_BUDGET}"
 [ "$BUDGET" -gt "$AUTO_BUDGET" ] && BUDGET="$AUTO_BUDGET"
 [ "$BUDGET" -lt 10 ] && BUDGET=10
 say "training budget per agent: ${BUDGET} s"
-step train_eval 100000 python3 experiments/ogbench_grid.py --agents="$AGENTS" \
-  --domain=cube-single --tasks="$TASKS" --seeds="0..$(( SEEDS - 1 ))" --size="$SIZE" \
-  --num_steps="$NUM_STEPS" --steps_per_call="$STEPS_PER_CALL" --eval_at="$EVAL_AT" \
-  --eval_episodes="$EVAL_EPISODES" --eval_workers="$EVAL_WORKERS" --time_budget_s="$BUDGET" \
-  --dataset_dir="$DATA_DIR" --dataset_episodes="$FALLBACK_EPISODES" \
-  --dataset_steps_per_episode="$STEPS_PER_EPISODE" --workers="$GEN_WORKERS" --workdir="$OUT"
+GRID=(python3 experiments/ogbench_grid.py
+  --domain=cube-single --tasks="$TASKS" --seeds="0..$(( SEEDS - 1 ))" --size="$SIZE"
+  --num_steps="$NUM_STEPS" --steps_per_call="$STEPS_PER_CALL" --eval_at="$EVAL_AT"
+  --eval_episodes="$EVAL_EPISODES" --time_budget_s="$BUDGET"
+  --dataset_dir="$DATA_DIR" --dataset_episodes="$FALLBACK_EPISODES"
+  --dataset_steps_per_episode="$STEPS_PER_EPISODE" --workers="$GEN_WORKERS" $GRID_EXTRA)
+if [ "$CONCURRENT" = "1" ]; then
+  LIMIT=$(left)
+  say "BEGIN train_eval: $NUM_AGENTS concurrent drivers (timeout ${LIMIT} s)"
+  mkdir -p "$OUT/runs"
+  RUN_DIRS=""
+  for agent in $(echo "$AGENTS" | tr ',' ' '); do
+    timeout --signal=TERM --kill-after=10 "$LIMIT" "${GRID[@]}" --agents="$agent" \
+      --eval_workers=$(( EVAL_WORKERS / NUM_AGENTS )) --workdir="$OUT/runs/$agent" \
+      > "$OUT/runs/$agent.log" 2>&1 &
+    RUN_DIRS="$RUN_DIRS${RUN_DIRS:+,}$OUT/runs/$agent"
+  done
+  wait
+  say "END train_eval"
+  grep -h "agent-steps/s\|done in" "$OUT"/runs/*.log | tee -a "$LOG"
+  if ls "$OUT"/runs/*/success.csv > /dev/null 2>&1; then
+    python3 experiments/ogbench_grid.py --merge="$RUN_DIRS" --workdir="$OUT" >> "$LOG" 2>&1
+    say "merged rc=$?"
+  fi
+  for agent in $(echo "$AGENTS" | tr ',' ' '); do   # one file each (<= 16 MiB comes back)
+    mv "$OUT/runs/$agent.log" "$OUT/runs/$agent/" 2>/dev/null
+    tar czf "$OUT/run_$agent.tar.gz" -C "$OUT/runs" "$agent"
+  done
+  rm -rf "$OUT/runs"
+else
+  step train_eval 100000 "${GRID[@]}" --agents="$AGENTS" --eval_workers="$EVAL_WORKERS" \
+    --workdir="$OUT"
+fi
 
 # ---------------------------------------------------------------------------- 5. bench
 if [ "$BENCH" = "1" ]; then

@@ -12,11 +12,14 @@ observations, actions and episode boundaries; only the relabelled rewards and ma
 So member (t, s) follows the run `create(seed_s)` trained alone on task t would follow.
 """
 import functools
-from typing import Dict, List, Sequence
+import json
+import os
+from typing import Any, Dict, List, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from lps_jax import agents as agents_lib
 from lps_jax import engine
@@ -95,6 +98,23 @@ def member_params(agents_or_host_params, task_index: int, seed_index: int):
   if not isinstance(params, dict):
     params = host_params(params)
   return jax.tree.map(lambda x: np.array(x[task_index, seed_index]), params)
+
+
+def save_params(path: str, params: Dict[str, Any], meta: Dict[str, Any]) -> None:
+  """host_params(agents) {state: tree [T, S, ...]} and a json-able meta dict -> one .npz
+  (written to a temporary name, then renamed): train on one machine, evaluate on another."""
+  flat = traverse_util.flatten_dict(params, sep='/')
+  tmp = path + '.tmp.npz'
+  np.savez(tmp, __meta__=np.array(json.dumps(meta)), **flat)
+  os.replace(tmp, path)
+
+
+def load_params(path: str):
+  """The .npz of save_params -> (params {state: tree [T, S, ...]} as numpy, meta)."""
+  with np.load(path) as f:
+    meta = json.loads(str(f['__meta__']))
+    flat = {k: f[k] for k in f.files if k != '__meta__'}
+  return traverse_util.unflatten_dict(flat, sep='/'), meta
 
 
 def with_params(agent, params: Dict[str, np.ndarray]):

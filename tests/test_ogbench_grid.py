@@ -27,13 +27,35 @@ def _run(*args):
                         env=cli_env(MUJOCO_GL='disable', PYTHONPATH=REPO), timeout=900)
 
 
-def test_grid_trains_members_and_writes_outputs(cube_dir, tmp_path):
-  workdir = str(tmp_path / 'grid')
+@pytest.fixture(scope='module')
+def lps_grid(cube_dir, tmp_path_factory):
+  """LPS, tasks 1,2 x seeds 0,1, evaluated inline at steps 2 and 6, params saved."""
+  workdir = str(tmp_path_factory.mktemp('grid'))
   res = _run('--agents=lps', '--tasks=1,2', '--seeds=0..1', '--size=tiny', '--num_steps=6',
              '--steps_per_call=2', '--eval_at=2,6', '--eval_episodes=2', '--eval_workers=0',
-             f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
+             '--save_params', f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
   assert res.returncode == 0, res.stderr[-2000:]
-  rows = list(csv.DictReader(open(os.path.join(workdir, 'success.csv'))))
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def fql_budget(cube_dir, tmp_path_factory):
+  """FQL with a tiny time budget: stops after its first call of 2 steps."""
+  workdir = str(tmp_path_factory.mktemp('budget'))
+  res = _run('--agents=fql', '--tasks=2', '--seeds=0', '--size=tiny', '--num_steps=100',
+             '--steps_per_call=2', '--eval_at=50', '--eval_episodes=1', '--eval_workers=0',
+             '--time_budget_s=0.001', f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
+  assert res.returncode == 0, res.stderr[-2000:]
+  return workdir
+
+
+def _rows(workdir):
+  return list(csv.DictReader(open(os.path.join(workdir, 'success.csv'))))
+
+
+def test_grid_trains_members_and_writes_outputs(lps_grid):
+  workdir = lps_grid
+  rows = _rows(workdir)
   assert sorted((r['task'], r['seed'], r['step']) for r in rows) == sorted(
       (t, s, st) for t in '12' for s in '01' for st in ('2', '6'))
   assert all(r['agent'] == 'lps' and r['episodes'] == '2' for r in rows)
@@ -44,21 +66,71 @@ def test_grid_trains_members_and_writes_outputs(cube_dir, tmp_path):
   table = open(os.path.join(workdir, 'table.md')).read()
   assert '| lps | all (1,2) | 6 | 2 |' in table and '0.95' in table
   assert os.path.getsize(os.path.join(workdir, 'curves.png')) > 0
+  assert sorted(f for f in os.listdir(workdir) if f.startswith('params_')) == [
+      'params_lps_2.npz', 'params_lps_6.npz']
 
 
-def test_time_budget_stops_at_the_first_call_boundary(cube_dir, tmp_path):
-  workdir = str(tmp_path / 'budget')
-  res = _run('--agents=fql', '--tasks=2', '--seeds=0', '--size=tiny', '--num_steps=100',
-             '--steps_per_call=2', '--eval_at=50', '--eval_episodes=1', '--eval_workers=0',
-             '--time_budget_s=0.001', f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
+def test_saved_params_evaluate_to_the_same_numbers(lps_grid, tmp_path):
+  """Train on one machine, evaluate on another: --evaluate_saved reproduces the inline eval."""
+  workdir = str(tmp_path / 'saved')
+  res = _run(f'--evaluate_saved={lps_grid}', '--eval_episodes=2', '--eval_workers=0',
+             f'--workdir={workdir}')
   assert res.returncode == 0, res.stderr[-2000:]
+  key = lambda r: (r['task'], r['seed'], r['step'])
+  inline, saved = sorted(_rows(lps_grid), key=key), sorted(_rows(workdir), key=key)
+  assert len(saved) == 8
+  for a, b in zip(inline, saved):
+    assert key(a) == key(b) and float(a['return']) == float(b['return'])
+    assert a['success'] == b['success'] and a['episode_length'] == b['episode_length']
   summary = json.load(open(os.path.join(workdir, 'summary.json')))
+  assert summary['agents'][0]['steps_reached'] == 6   # the training run's summary, carried
+  assert '| lps | all (1,2) | 6 | 2 |' in open(os.path.join(workdir, 'table.md')).read()
+
+
+def test_time_budget_stops_at_the_first_call_boundary(fql_budget):
+  summary = json.load(open(os.path.join(fql_budget, 'summary.json')))
   assert summary['agents'][0]['steps_reached'] == 2 and summary['agents'][0]['horizon'] == 1
-  rows = list(csv.DictReader(open(os.path.join(workdir, 'success.csv'))))
-  assert [(r['agent'], r['step']) for r in rows] == [('fql', '2')]
+  assert [(r['agent'], r['step']) for r in _rows(fql_budget)] == [('fql', '2')]
+
+
+def test_merge_combines_runs_and_refuses_overlaps(lps_grid, fql_budget, tmp_path):
+  merged = str(tmp_path / 'merged')
+  res = _run(f'--merge={lps_grid},{fql_budget}', f'--workdir={merged}')
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert len(_rows(merged)) == 9 and {r['agent'] for r in _rows(merged)} == {'lps', 'fql'}
+  table = open(os.path.join(merged, 'table.md')).read()
+  assert '| lps | all (1,2) | 6 | 2 |' in table and '| fql | 2 | 2 | 1 |' in table
+  res = _run(f'--merge={lps_grid},{lps_grid}', f'--workdir={tmp_path / "twice"}')
+  assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+  assert 'share' in res.stderr and 'Traceback' not in res.stderr
+  res = _run(f'--evaluate_saved={tmp_path}', f'--workdir={tmp_path / "none"}')
+  assert res.returncode == 2 and 'no params_' in res.stderr
+  assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path):
   res = _run('--eval_at=1500', '--steps_per_call=1000', f'--workdir={tmp_path}')
   assert res.returncode == 2 and 'Traceback' not in res.stderr
   assert len(res.stderr.strip().splitlines()) == 1 and 'eval_at' in res.stderr
+
+
+def test_saved_params_round_trip_every_member(tmp_path):
+  """save_params / load_params keep each (task, seed) member's params and the run's meta."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file(
+      os.path.join(REPO, 'experiments', 'configs', 'lps.py') + ':test').agent
+  agents = multitask.create_agents(config, [3, 7], 2, 6, config.horizon * 2)
+  host = multitask.host_params(agents)
+  path = str(tmp_path / 'params_lps_4.npz')
+  multitask.save_params(path, host, {'agent': 'lps', 'tasks': [1, 2], 'seeds': [3, 7]})
+  loaded, meta = multitask.load_params(path)
+  assert meta == {'agent': 'lps', 'tasks': [1, 2], 'seeds': [3, 7]}
+  import jax  # pylint: disable=g-import-not-at-top
+  for t in range(2):
+    for s in range(2):
+      want = jax.tree.leaves(multitask.member_params(host, t, s))
+      got = jax.tree.leaves(multitask.member_params(loaded, t, s))
+      assert len(want) == len(got) and all(np.array_equal(a, b) for a, b in zip(want, got))
+  seed3, seed7 = (jax.tree.leaves(multitask.member_params(loaded, 0, s)) for s in (0, 1))
+  assert not all(np.array_equal(a, b) for a, b in zip(seed3, seed7))   # members differ

@@ -48,13 +48,14 @@ def make_task(config, name: str) -> Task:
       name, dataset_dir, split='train', sparse=config.sparse_reward,
       download=config.download, env=env)
   horizon, action_dim = config.agent.horizon, info['act_dim']
-  envs = [env]   # grown on first use to one env per episode (lockstep evaluation)
+  envs = [env]   # grown on first use to the lockstep wave size (episodes run in waves)
 
   def evaluate(policy_fn, num_episodes, seed):
-    while len(envs) < num_episodes:
+    count = min(num_episodes, ogbench_env.MAX_LOCKSTEP_ENVS)
+    while len(envs) < count:
       envs.append(ogbench_env.make_env(name))
     batched = lambda observations: np.asarray(policy_fn(observations))
     return ogbench_env.evaluate(name, batched, num_episodes, horizon, action_dim,
-                                seed=seed, envs=envs[:num_episodes])
+                                seed=seed, envs=envs[:count])
 
   return Task(config.task, transitions, info['obs_dim'], action_dim, evaluate)

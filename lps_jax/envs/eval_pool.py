@@ -55,11 +55,23 @@ def _template_agent(job: EvalJob):
   return _AGENTS[key]
 
 
+# Envs kept per worker (ogbench_env.MAX_LOCKSTEP_ENVS per job; ~170 MB each).
+MAX_CACHED_ENVS = 20
+
+
 def _envs(env_name: str, count: int) -> List[Any]:
+  """min(count, ogbench_env.MAX_LOCKSTEP_ENVS) envs of env_name, reused across jobs; the least
+  recently used env names are dropped once more than MAX_CACHED_ENVS envs are kept."""
   from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
-  envs = _ENVS.setdefault(env_name, [])
+  count = min(count, ogbench_env.MAX_LOCKSTEP_ENVS)
+  envs = _ENVS.pop(env_name, [])
+  _ENVS[env_name] = envs                      # most recently used last
   while len(envs) < count:
     envs.append(ogbench_env.make_env(env_name))
+  while sum(len(v) for v in _ENVS.values()) > MAX_CACHED_ENVS and len(_ENVS) > 1:
+    oldest = next(iter(_ENVS))
+    for env in _ENVS.pop(oldest):
+      env.close()
   return envs[:count]
 
 

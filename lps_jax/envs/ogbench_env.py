@@ -19,6 +19,12 @@ import numpy as np
 DATASET_TYPES = ('play', 'noisy', 'navigate', 'stitch', 'explore')
 
 
+# Lockstep envs per evaluation; more episodes run in waves of this many. One OGBench
+# manipulation env holds ~170 MB (measured on cube-single), so one env per episode (50) was
+# 8.5 GB per process and swapped a 16-process GPU machine's evaluation pool.
+MAX_LOCKSTEP_ENVS = 10
+
+
 def env_id(env_name: str) -> str:
   """Gym id of a single-task env; accepts dataset-style names.
 
