@@ -182,8 +182,6 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   """Train one agent's tasks x seeds program, submitting evaluations -> its summary."""
   import jax  # pylint: disable=g-import-not-at-top
   from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
-  from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
-  from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   configs = [run_config(agent, task) for task in tasks]
   config = configs[0]
   try:
