@@ -398,14 +398,19 @@ class Results:
         self.write()
 
 
+def make_log():
+  """A print that prefixes the seconds since this call, flushed."""
+  start = time.perf_counter()
+  return lambda message: print(f'[{time.perf_counter() - start:6.0f} s] {message}', flush=True)
+
+
 def run(tasks, seeds, eval_at):
   import jax  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   wall_start = time.perf_counter()
-  log = lambda message: print(f'[{time.perf_counter() - wall_start:6.0f} s] {message}',
-                              flush=True)
+  log = make_log()
   summary = {'flags': {k: FLAGS[k].value for k in (
       'agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'num_steps', 'steps_per_call',
       'eval_at',
@@ -491,8 +496,7 @@ def evaluate_saved(params_dirs, workdir):
   if not paths:
     raise GridError(f"--evaluate_saved: no params_*.npz in {','.join(params_dirs)}")
   wall_start = time.perf_counter()
-  log = lambda message: print(f'[{time.perf_counter() - wall_start:6.0f} s] {message}',
-                              flush=True)
+  log = make_log()
   saved = [multitask.load_params(path) for path in paths]
   metas = [meta for _, meta in saved]
   summary = {'evaluated_from': list(params_dirs), 'eval_episodes': FLAGS.eval_episodes,

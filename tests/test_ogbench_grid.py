@@ -27,26 +27,30 @@ def _run(*args):
                         env=cli_env(MUJOCO_GL='disable', PYTHONPATH=REPO), timeout=900)
 
 
+def _trained(tmp_path_factory, name, *args):
+  """Run the driver with args into a fresh workdir, which it must leave with exit 0."""
+  workdir = str(tmp_path_factory.mktemp(name))
+  res = _run(*args, f'--workdir={workdir}')
+  assert res.returncode == 0, res.stderr[-2000:]
+  return workdir
+
+
 @pytest.fixture(scope='module')
 def lps_grid(cube_dir, tmp_path_factory):
   """LPS, tasks 1,2 x seeds 0,1, evaluated inline at steps 2 and 6, params saved."""
-  workdir = str(tmp_path_factory.mktemp('grid'))
-  res = _run('--agents=lps', '--tasks=1,2', '--seeds=0..1', '--size=tiny', '--num_steps=6',
-             '--steps_per_call=2', '--eval_at=2,6', '--eval_episodes=2', '--eval_workers=0',
-             '--save_params', f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
-  assert res.returncode == 0, res.stderr[-2000:]
-  return workdir
+  return _trained(tmp_path_factory, 'grid', '--agents=lps', '--tasks=1,2', '--seeds=0..1',
+                  '--size=tiny', '--num_steps=6', '--steps_per_call=2', '--eval_at=2,6',
+                  '--eval_episodes=2', '--eval_workers=0', '--save_params',
+                  f'--dataset_dir={cube_dir}')
 
 
 @pytest.fixture(scope='module')
 def fql_budget(cube_dir, tmp_path_factory):
   """FQL with a tiny time budget: stops after its first call of 2 steps."""
-  workdir = str(tmp_path_factory.mktemp('budget'))
-  res = _run('--agents=fql', '--tasks=2', '--seeds=0', '--size=tiny', '--num_steps=100',
-             '--steps_per_call=2', '--eval_at=50', '--eval_episodes=1', '--eval_workers=0',
-             '--time_budget_s=0.001', f'--dataset_dir={cube_dir}', f'--workdir={workdir}')
-  assert res.returncode == 0, res.stderr[-2000:]
-  return workdir
+  return _trained(tmp_path_factory, 'budget', '--agents=fql', '--tasks=2', '--seeds=0',
+                  '--size=tiny', '--num_steps=100', '--steps_per_call=2', '--eval_at=50',
+                  '--eval_episodes=1', '--eval_workers=0', '--time_budget_s=0.001',
+                  f'--dataset_dir={cube_dir}')
 
 
 def _rows(workdir):

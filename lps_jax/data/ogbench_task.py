@@ -51,11 +51,8 @@ def make_task(config, name: str) -> Task:
   envs = [env]   # grown on first use to the lockstep wave size (episodes run in waves)
 
   def evaluate(policy_fn, num_episodes, seed):
-    count = min(num_episodes, ogbench_env.MAX_LOCKSTEP_ENVS)
-    while len(envs) < count:
-      envs.append(ogbench_env.make_env(name))
     batched = lambda observations: np.asarray(policy_fn(observations))
-    return ogbench_env.evaluate(name, batched, num_episodes, horizon, action_dim,
-                                seed=seed, envs=envs[:count])
+    return ogbench_env.evaluate(name, batched, num_episodes, horizon, action_dim, seed=seed,
+                                envs=ogbench_env.grow_envs(name, envs, num_episodes))
 
   return Task(config.task, transitions, info['obs_dim'], action_dim, evaluate)

@@ -63,16 +63,14 @@ def _envs(env_name: str, count: int) -> List[Any]:
   """min(count, ogbench_env.MAX_LOCKSTEP_ENVS) envs of env_name, reused across jobs; the least
   recently used env names are dropped once more than MAX_CACHED_ENVS envs are kept."""
   from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
-  count = min(count, ogbench_env.MAX_LOCKSTEP_ENVS)
   envs = _ENVS.pop(env_name, [])
   _ENVS[env_name] = envs                      # most recently used last
-  while len(envs) < count:
-    envs.append(ogbench_env.make_env(env_name))
+  wave = ogbench_env.grow_envs(env_name, envs, count)
   while sum(len(v) for v in _ENVS.values()) > MAX_CACHED_ENVS and len(_ENVS) > 1:
     oldest = next(iter(_ENVS))
     for env in _ENVS.pop(oldest):
       env.close()
-  return envs[:count]
+  return wave
 
 
 def evaluate_job(job: EvalJob):

@@ -12,7 +12,7 @@ Evaluation runs E episodes in lockstep, one env each (episode e reset with seed 
     each running env executes its chunk open-loop (h steps, or until its episode ends)
     --> repeat until every episode has ended
 """
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -101,20 +101,28 @@ def run_lockstep(envs: Sequence, policy_fn: Callable, horizon: int, action_dim: 
   return {'success': success, 'return': returns, 'episode_length': lengths}
 
 
+def grow_envs(env_name: str, envs: List, num_episodes: int) -> List:
+  """Lockstep envs for num_episodes: `envs` (a caller's reusable list) grown in place to
+  min(num_episodes, MAX_LOCKSTEP_ENVS) envs of env_name -> that many of them."""
+  count = min(num_episodes, MAX_LOCKSTEP_ENVS)
+  while len(envs) < count:
+    envs.append(make_env(env_name))
+  return envs[:count]
+
+
 def evaluate(env_name: str, policy_fn: Callable, num_episodes: int, horizon: int,
              action_dim: int, seed: int = 0, envs: Optional[Sequence] = None,
              num_envs: Optional[int] = None) -> Dict[str, float]:
   """Mean metrics of `num_episodes` episodes of a batched chunked policy (episode e: seed + e).
 
   policy_fn(observations [E, O]) -> chunks [E, horizon * action_dim] (see run_lockstep).
-  The episodes run in waves of E = num_envs (default: all at once) lockstep envs; `envs`
+  The episodes run in waves of E = num_envs (default: MAX_LOCKSTEP_ENVS) lockstep envs; `envs`
   reuses already-made envs (E = len(envs)).
   Returns {'success': mean info['success'] at episode end, 'return': mean undiscounted return,
            'episode_length': mean length, 'num_episodes': n}.
   """
   if envs is None:
-    count = min(num_envs or num_episodes, num_episodes)
-    envs = [make_env(env_name) for _ in range(count)]
+    envs = grow_envs(env_name, [], min(num_envs or MAX_LOCKSTEP_ENVS, num_episodes))
   results = []
   for first in range(0, num_episodes, len(envs)):
     wave = envs[:min(len(envs), num_episodes - first)]
