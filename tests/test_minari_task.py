@@ -1,5 +1,6 @@
 """--config.task=minari:<id> on a tiny Minari dataset built inside the test (nothing downloaded)."""
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -138,3 +139,19 @@ def test_missing_dataset_and_missing_package_are_config_errors(minari_root, monk
   with pytest.raises(config_lib.ConfigError,
                      match=r"needs the minari package: pip install -e '\.\[minari\]'"):
     tasks.check_config(run_config(f'minari:{DATASET_ID}'))
+
+
+def test_corrupted_dataset_file_is_a_one_line_dataset_error(minari_root, tmp_path,
+                                                            monkeypatch):
+  """A copy of the no-env dataset whose hdf5 file is cut in half (h5py's OSError today)."""
+  shutil.copytree(os.path.join(minari_root, NO_ENV_ID), tmp_path / NO_ENV_ID)
+  data_file = tmp_path / NO_ENV_ID / 'data' / 'main_data.hdf5'
+  data = data_file.read_bytes()
+  data_file.write_bytes(data[:len(data) // 2])
+  monkeypatch.setenv('MINARI_DATASETS_PATH', str(tmp_path))
+  config = run_config(f'minari:{NO_ENV_ID}')
+  tasks.check_config(config)
+  with pytest.raises(dataset_lib.DatasetError, match=r'cannot be read \(OSError: .*truncated '
+                     r'file.*\); is .*/data corrupted\?') as error:
+    tasks.make_task(config)
+  assert '\n' not in str(error.value)

@@ -87,7 +87,7 @@ def test_bad_files_are_one_line_errors(npz_path, tmp_path):
   with pytest.raises(dataset_lib.DatasetError, match=r"missing keys \['actions', "):
     tasks.check_config(run_config(f'npz:{tmp_path / "partial.npz"}'))
   (tmp_path / 'junk.npz').write_text('not a zip')
-  with pytest.raises(dataset_lib.DatasetError, match='not a readable .npz'):
+  with pytest.raises(dataset_lib.DatasetError, match='is not an .npz archive'):
     tasks.check_config(run_config(f'npz:{tmp_path / "junk.npz"}'))
   big = dict(transitions, actions=transitions['actions'] * 3)
   np.savez(tmp_path / 'big.npz', **big)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 REQUIRED_KEYS = ('observations', 'actions', 'next_observations', 'rewards', 'masks', 'terminals')
+ACTION_TOL = 1e-5
 
 
 class DatasetError(ValueError):
@@ -34,7 +35,8 @@ class DatasetError(ValueError):
 
 
 def validate_transitions(transitions: Dict[str, np.ndarray], source: str = 'dataset') -> None:
-  """Raise DatasetError on missing keys, ragged lengths, NaN/Inf or out-of-range actions."""
+  """Raise DatasetError on missing keys, ragged lengths, empty feature axes, NaN/Inf,
+  out-of-range actions, masks outside [0, 1] or terminals other than 0/1."""
   missing = [k for k in REQUIRED_KEYS if k not in transitions]
   if missing:
     raise DatasetError(f'{source}: missing keys {missing}')
@@ -45,11 +47,21 @@ def validate_transitions(transitions: Dict[str, np.ndarray], source: str = 'data
     value = np.asarray(transitions[key])
     if len(value) != n:
       raise DatasetError(f'{source}: {key} has {len(value)} rows, observations has {n}')
+    if value.ndim == 2 and value.shape[1] == 0:
+      raise DatasetError(f'{source}: {key} has shape {value.shape}: no features')
     if not np.all(np.isfinite(value)):
       raise DatasetError(f'{source}: {key} contains NaN or Inf')
-  if np.abs(transitions['actions']).max() > 1.0 + 1e-5:
-    raise DatasetError(f'{source}: actions outside [-1, 1] (max |a| = '
-                       f'{np.abs(transitions["actions"]).max():.3f})')
+  max_abs = float(np.abs(transitions['actions']).max())
+  if max_abs > 1.0 + ACTION_TOL:
+    raise DatasetError(f'{source}: actions outside [-1, 1] (max |a| = {max_abs:.7g})')
+  masks, terminals = np.asarray(transitions['masks']), np.asarray(transitions['terminals'])
+  if masks.min() < 0 or masks.max() > 1:
+    raise DatasetError(f'{source}: masks must be in [0, 1] (1: bootstrap from s_(i+1), 0: a '
+                       f'terminal state), got values in [{masks.min():.7g}, {masks.max():.7g}]')
+  odd = terminals[(terminals != 0) & (terminals != 1)]
+  if odd.size:
+    raise DatasetError(f'{source}: terminals must be 0 or 1 (1 on the last row of an episode), '
+                       f'got {odd.size} other values, e.g. {odd[0]:.7g}')
 
 
 def chunk_starts(terminals: np.ndarray, horizon: int) -> np.ndarray:

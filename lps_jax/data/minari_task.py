@@ -146,12 +146,16 @@ def make_task(config, name: str) -> Task:
   minari = _import_minari(config.task)
   quiet.silence_known_env_warnings()
   source = config.task
-  try:
+  try:                # a corrupted file fails in h5py when the episodes are read
     dataset = minari.load_dataset(name)
-  except (FileNotFoundError, ValueError, OSError) as e:
+    transitions = episodes_to_transitions(dataset.iterate_episodes(), dataset.observation_space)
+  except dataset_lib.DatasetError:
+    raise
+  except (ValueError, OSError, KeyError, RuntimeError) as e:
+    corrupted = not isinstance(e, (FileNotFoundError, ValueError))      # h5py's errors
+    hint = f'; is {os.path.join(datasets_root(), name, "data")} corrupted?' if corrupted else ''
     raise dataset_lib.DatasetError(f'{source}: cannot be read ({type(e).__name__}: '
-                                   f'{" ".join(str(e).split())})') from None
-  transitions = episodes_to_transitions(dataset.iterate_episodes(), dataset.observation_space)
+                                   f'{" ".join(str(e).split())}){hint}') from None
   if not transitions:
     raise dataset_lib.DatasetError(f'{source}: no transitions')
   to_unit, from_unit = action_maps(dataset.action_space, transitions['actions'], source)

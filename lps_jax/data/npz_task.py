@@ -1,11 +1,12 @@
 """A plain .npz as a Task, with no environment: `--config.task=npz:<path>`.
 
-Keys (N rows, float arrays; other keys are ignored):
+Keys (N rows of real numbers: float, int or bool; other keys are ignored):
   observations      [N, O]   s_i
   actions           [N, A]   a_i, in [-1, 1] (rescale them before saving)
   next_observations [N, O]   s_{i+1}
   rewards           [N]      r_i
-  terminals         [N]      1 on the last row of each episode (a boundary), else 0
+  terminals         [N]      1 on the last row of each episode (a boundary), else 0 (all 0:
+                             one episode, with a warning)
   masks             [N]      optional: 0 where s_{i+1} is a terminal state (no bootstrapping
                              from it), else 1; default all 1
 
@@ -16,6 +17,7 @@ computed at the current parameters and discarded), and the policy's action stati
 (action_mse against the data's actions, action_abs, data_action_abs).
 """
 import os
+import sys
 import zipfile
 from typing import Dict, Tuple
 
@@ -24,54 +26,82 @@ import numpy as np
 
 from lps_jax import config_lib
 from lps_jax.data import dataset as dataset_lib
+from lps_jax.data import ogbench_data
 from lps_jax.data.task import Task
 
 REQUIRED_KEYS = ('observations', 'actions', 'next_observations', 'rewards', 'terminals')
 OPTIONAL_KEYS = ('masks',)
 HOLDOUT_FRACTION = 0.1
 HELDOUT_BATCHES = 8
+NPY_MAGIC = b'\x93NUMPY'
+REAL_KINDS = 'biuf'           # numpy dtype kinds: bool, signed and unsigned int, float
+DTYPE_KINDS = {'O': 'Python objects', 'U': 'text', 'S': 'bytes', 'c': 'complex numbers',
+               'M': 'dates', 'm': 'time deltas', 'V': 'raw records'}
 
 
 def _path(name: str) -> str:
   return os.path.expanduser(name)
 
 
-def _missing_keys(path: str):
-  """Required keys the file lacks (reads only the archive's index)."""
+def read_headers(path: str) -> Dict[str, Tuple[tuple, np.dtype]]:
+  """{key: (shape, dtype)} of the file's arrays, from the .npy headers (nothing decompressed);
+  DatasetError if the file is not an .npz archive (e.g. a .npy file or text)."""
   try:
-    with np.load(path) as archive:
-      return [k for k in REQUIRED_KEYS if k not in archive.files]
-  except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-    raise dataset_lib.DatasetError(f'{path}: not a readable .npz file ({type(e).__name__}: '
-                                   f'{" ".join(str(e).split())})') from None
+    if not zipfile.is_zipfile(path):
+      with open(path, 'rb') as f:
+        head = f.read(len(NPY_MAGIC))
+      what = ('is a .npy file (one array)' if head == NPY_MAGIC
+              else 'is not an .npz archive (not a zip file)')
+      raise dataset_lib.DatasetError(
+          f'{path} {what}; an npz task reads one written by np.savez(path, observations=..., '
+          f'actions=..., next_observations=..., rewards=..., terminals=...)')
+  except OSError as e:
+    raise dataset_lib.DatasetError(f'{path}: cannot be read ({e.strerror})') from None
+  return ogbench_data.read_npz_headers(path)
+
+
+def check_headers(path: str) -> None:
+  """Keys, dtypes (real numbers) and shapes from the headers: missing keys, object / string /
+  complex arrays, [N, 0] features and wrong ranks are refused before any array is loaded."""
+  headers = read_headers(path)
+  missing = [k for k in REQUIRED_KEYS if k not in headers]
+  if missing:
+    raise dataset_lib.DatasetError(f'{path}: missing keys {missing} (an npz task needs '
+                                   f'{list(REQUIRED_KEYS)}; masks optional)')
+  for key in REQUIRED_KEYS + OPTIONAL_KEYS:
+    if key not in headers:
+      continue
+    shape, dtype = headers[key]
+    if dtype.kind not in REAL_KINDS:
+      kind = DTYPE_KINDS.get(dtype.kind, 'not real numbers')
+      raise dataset_lib.DatasetError(f'{path}: {key} has dtype {dtype} ({kind}); an npz task '
+                                     f'needs real numbers (float, int or bool)')
+    if key in ('observations', 'actions', 'next_observations'):
+      if len(shape) != 2:
+        raise dataset_lib.DatasetError(f'{path}: {key} must be [N, dim], got shape {shape}')
+      if shape[1] == 0:
+        raise dataset_lib.DatasetError(f'{path}: {key} has shape {shape}: no features')
+    elif len(shape) != 1:
+      raise dataset_lib.DatasetError(f'{path}: {key} must be [N], got shape {shape}')
 
 
 def check_config(config, name: str) -> None:
-  """The file exists, is an .npz and has the required keys."""
+  """The file exists and is an .npz with the required keys, real-number dtypes and shapes."""
   path = _path(name)
   if not name or not os.path.isfile(path):
     raise config_lib.ConfigError(f'config.task={config.task!r}: no such .npz file '
                                  f'{path or "(empty path)"}')
-  missing = _missing_keys(path)
-  if missing:
-    raise dataset_lib.DatasetError(f'{path}: missing keys {missing} (an npz task needs '
-                                   f'{list(REQUIRED_KEYS)}; masks optional)')
+  check_headers(path)
 
 
 def load_transitions(path: str) -> Dict[str, np.ndarray]:
-  """The file's arrays in the transition format (float32; masks default to 1), validated."""
+  """The file's arrays in the transition format (float32; masks default to 1), validated.
+  All-zero terminals: one warning line (the data is one episode)."""
+  check_headers(path)
   with np.load(path) as archive:
     transitions = {k: np.asarray(archive[k], np.float32) for k in REQUIRED_KEYS + OPTIONAL_KEYS
                    if k in archive.files}
   transitions.setdefault('masks', np.ones(len(transitions['rewards']), np.float32))
-  for key in ('rewards', 'terminals', 'masks'):
-    if transitions[key].ndim != 1:
-      raise dataset_lib.DatasetError(f'{path}: {key} must be [N], got shape '
-                                     f'{transitions[key].shape}')
-  for key in ('observations', 'actions', 'next_observations'):
-    if transitions[key].ndim != 2:
-      raise dataset_lib.DatasetError(f'{path}: {key} must be [N, dim], got shape '
-                                     f'{transitions[key].shape}')
   if transitions['observations'].shape[1:] != transitions['next_observations'].shape[1:]:
     raise dataset_lib.DatasetError(
         f'{path}: observations {transitions["observations"].shape} and next_observations '
@@ -79,6 +109,9 @@ def load_transitions(path: str) -> Dict[str, np.ndarray]:
   dataset_lib.validate_transitions(transitions, path)
   if len(transitions['rewards']) < 2:
     raise dataset_lib.DatasetError(f'{path}: needs at least 2 rows (one is held out)')
+  if not transitions['terminals'].any():
+    print(f'warning: {path}: terminals are all 0, so the data is read as one episode (set '
+          f'terminals = 1 on the last row of each episode)', file=sys.stderr)
   return transitions
 
 
