@@ -3,17 +3,26 @@
   one_line(error)                 an exception (even a traceback text) as one line
   fail(error, code)               print 'error: <one line>' and exit
   define_config_file(...)         config_flags.DEFINE_config_file whose errors wait for parse_flags
-  parse_flags(argv, flag_values)  absl parsing with every error (incl. config_flags') as one line
+  parse_flags(argv, flag_values)  absl parsing with every error (incl. config_flags') as one line;
+                                  then the config file must load, a tuple key must be given a
+                                  tuple, and absl logs nothing below WARNING (no INFO lines)
   unknown_config_key(...)         '--config.agent.lrr' -> 'unknown config key ...; did you mean ...'
+  seed_error(seed, name)          why a seed is out of the PRNG's range (one line), or None
 """
+import ast
 import difflib
+import os
 import re
 import sys
 from typing import List, Optional, Sequence, Tuple
 
 from absl import flags
+from absl import logging as absl_logging
 
 EXIT_USAGE = 2
+# jax.random.PRNGKey keeps 32 bits of a seed: 2**32 gives the key of seed 0, and from 2**63 on it
+# raises OverflowError. Every CLI refuses seeds outside [0, MAX_SEED].
+MAX_SEED = 2**32 - 1
 _PENDING = {}   # flag name -> one-line error raised while defining it (define_config_file)
 
 
@@ -30,6 +39,14 @@ def one_line(error) -> str:
 def fail(error, code: int = EXIT_USAGE, prefix: str = 'error'):
   print(f'{prefix}: {one_line(error)}', file=sys.stderr)
   sys.exit(code)
+
+
+def seed_error(seed, name: str = '--seed') -> Optional[str]:
+  """Why `seed` cannot seed a run (one line), or None for an integer in [0, MAX_SEED]."""
+  if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    return (f'{name} must be an integer in [0, {MAX_SEED}] (the PRNG takes 32-bit seeds), '
+            f'got {seed!r}')
+  return None
 
 
 # ---------------------------------------------------------------------------------- config keys
@@ -106,6 +123,48 @@ def define_config_file(name: str, default: str, help_string: str,
     _PENDING[name] = f'cannot load --{name}={default}: {one_line(e)}'
 
 
+def config_load_error(flag_values, name: str = 'config') -> Optional[str]:
+  """Why the --<name> config file did not load (config_flags defers the error to first use), or
+  None. A relative path is read from the current directory, which the message names."""
+  try:
+    flag_values[name].value.keys()
+  except Exception as e:  # pylint: disable=broad-except
+    filename = getattr(flag_values[name], 'config_filename', None) or '?'
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    path = filename.split(':')[0]
+    hint = ''
+    if not os.path.isabs(path) and not os.path.exists(path):
+      hint = (f' (a relative path is read from the current directory {os.getcwd()}: run from '
+              f'the repository root or give an absolute path)')
+    return f'cannot load --{name}={filename}: {lines[-1]}{hint}'
+  return None
+
+
+def _dotted(config, key: str):
+  for part in key.split('.'):
+    config = config[part]
+  return config
+
+
+def tuple_override_error(argv: Sequence[str], config, name: str = 'config') -> Optional[str]:
+  """'--config.agent.critic_hidden_dims=5': config_flags turns a scalar given for a tuple key
+  into a one-element tuple (5,) without a word. A tuple key must be given a tuple (or list)."""
+  for arg in argv[1:]:
+    if not arg.startswith(f'--{name}.') or '=' not in arg:
+      continue
+    key, value = arg[len(name) + 3:].split('=', 1)
+    try:
+      current = _dotted(config, key)
+      given = ast.literal_eval(value.strip())
+    except (KeyError, AttributeError, TypeError, ValueError, SyntaxError):
+      continue
+    if isinstance(current, tuple) and not isinstance(given, (tuple, list)):
+      example = repr((given,)).replace(' ', '')
+      return (f"--{name}.{key}={value}: config.{key} is a tuple; give a tuple, e.g. "
+              f"--{name}.{key}='{example}' for one element")
+  return None
+
+
 def parse_flags(argv, flag_values=flags.FLAGS, config_flag: Optional[str] = 'config',
                 default_config: Optional[str] = None):
   """flag_values(argv) with every error as one line on stderr, exit 2 (an absl flags_parser)."""
@@ -113,8 +172,16 @@ def parse_flags(argv, flag_values=flags.FLAGS, config_flag: Optional[str] = 'con
     if any(re.match(rf'--{name}\.', a) for a in argv[1:]) or name not in flag_values:
       fail(message)
   try:
-    return flag_values(argv)
+    rest = flag_values(argv)
   except (KeyError, AttributeError) as e:   # config_flags: a --config.<key> that does not exist
     fail(unknown_config_key(e, argv, config_flag or 'config', default_config))
   except Exception as e:  # pylint: disable=broad-except  (flags.Error, config file errors)
     fail(e)
+  if config_flag and config_flag in flag_values:
+    error = (config_load_error(flag_values, config_flag)
+             or tuple_override_error(argv, flag_values[config_flag].value, config_flag))
+    if error:
+      fail(error)
+  if 'verbosity' in flags.FLAGS and flags.FLAGS['verbosity'].using_default_value:
+    absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO lines (jax's TPU probe, ...)
+  return rest

@@ -16,6 +16,7 @@ Network sizes and alpha per agent live in the agent's get_config() and experimen
 import ml_collections
 
 VARIANTS = ('toy', 'toy_rings', 'test', 'ogbench', 'ogbench_small')
+MAX_STEPS = 2**31 - 1      # the train states count steps in int32
 # OGBench manipulation domains -> sparse reward? (LPS / QC reference code: scene and puzzle-3x3
 # only; puzzle-4x4 stays dense, its data has no successful episode.)
 OGBENCH_DOMAINS = {'cube-single': False, 'cube-double': False, 'scene': True,
@@ -267,6 +268,9 @@ def validate(config, num_devices: int = None) -> None:
 
   positive_int('steps_per_call', config.steps_per_call)
   positive_int('num_steps', config.num_steps)
+  _require(config.num_steps <= MAX_STEPS,
+           f'config.num_steps must be <= {MAX_STEPS} (the step counters are int32), got '
+           f'{config.num_steps}')
   positive_int('eval_episodes', config.eval_episodes)
   positive_int('checkpoint_max_to_keep', config.checkpoint_max_to_keep)
   # Any values: a run ends with one shorter call, and an interval that does not divide the

@@ -62,7 +62,8 @@ DEFAULT_CONFIG = 'experiments/configs/lps.py'
 FLAGS = flags.FLAGS
 cli.define_config_file('config', DEFAULT_CONFIG, 'Run config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Run directory (metrics, config, plots, checkpoints).')
-flags.DEFINE_integer('seed', 0, 'Seed for parameters, sampling and evaluation.', lower_bound=0)
+flags.DEFINE_integer('seed', 0, 'Seed for parameters, sampling and evaluation.', lower_bound=0,
+                     upper_bound=cli.MAX_SEED)
 flags.DEFINE_integer('num_steps', None, 'Override config.num_steps.', lower_bound=1)
 flags.DEFINE_integer('log_interval', None, 'Override config.log_interval.', lower_bound=1)
 flags.DEFINE_integer('eval_interval', None, 'Override config.eval_interval.', lower_bound=1)
@@ -189,8 +190,8 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
   start_time = time.time()
   config_lib.validate(config)
   tasks.check_config(config)
-  if seed < 0:
-    raise UsageError(f'--seed must be >= 0, got {seed}')
+  if cli.seed_error(seed):
+    raise UsageError(cli.seed_error(seed))
   if resume and overwrite:
     raise rundir.RunDirError('--resume and --overwrite are mutually exclusive')
   main_process = parallel.is_main_process()

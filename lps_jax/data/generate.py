@@ -31,6 +31,7 @@ Usage:
   python -m lps_jax.data.generate --env=cube-single-play-v0 --episodes=1000 \
       --out=~/.ogbench/data --workers=2
 """
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -420,7 +421,7 @@ def check_settings(num_episodes, steps_per_episode, val_episodes, workers=1, noi
             ('steps_per_episode', steps_per_episode, steps_per_episode >= 2, '>= 2'),
             ('val_episodes', val_episodes, val_episodes is None or val_episodes >= 1, '>= 1'),
             ('workers', workers, workers >= 1, '>= 1'),
-            ('noise', noise, noise is None or noise >= 0, '>= 0'),
+            ('noise', noise, noise is None or 0 <= noise < math.inf, 'finite and >= 0'),
             ('p_random_action', p_random_action,
              p_random_action is None or 0 <= p_random_action <= 1, 'in [0, 1]')]
   for name, value, ok, bound in checks:
