@@ -89,6 +89,11 @@ def read_run(workdir: str) -> Optional[Dict[str, Any]]:
                       f'--overwrite') from None
 
 
+def is_run_record(saved) -> bool:
+  """Is this config.json a run's (written by prepare), rather than some other config.json?"""
+  return isinstance(saved, dict) and isinstance(saved.get('config'), dict) and 'seed' in saved
+
+
 @dataclasses.dataclass
 class RunDir:
   path: str
@@ -112,6 +117,12 @@ def check(workdir: str, config, seed: int, resume: bool = False,
   if os.path.exists(path) and not os.path.isdir(path):
     raise RunDirError(f'workdir {workdir} exists and is not a directory')
   saved = read_run(path) if os.path.isdir(path) else None
+  if saved is not None and not is_run_record(saved) and not overwrite:
+    raise RunDirError(f'workdir {workdir} holds a {CONFIG_FILE} that is not a run record (no '
+                      f"'config' and 'seed'); choose another --workdir or pass --overwrite to "
+                      f'move it aside')
+  if overwrite and os.path.isdir(path):
+    check_aside_name(path)
   if saved is None:
     if os.path.isdir(path) and not overwrite:
       others = [n for n in os.listdir(path) if not n.endswith(IGNORED_ENTRIES_SUFFIX)]
@@ -318,6 +329,23 @@ def _versions() -> Dict[str, str]:
     if module is not None:
       versions[name] = getattr(module, '__version__', '?')
   return versions
+
+
+ASIDE_SUFFIX_MAX = len('.old-20000101-000000-99')     # move_aside's suffix, with a counter
+
+
+def check_aside_name(path: str) -> None:
+  """RunDirError if move_aside(path) could not name the old run (its name would be too long
+  for the file system); writes nothing, so --overwrite fails before any work."""
+  parent, name = os.path.split(os.path.abspath(path).rstrip(os.sep))
+  try:
+    name_max = os.pathconf(parent, 'PC_NAME_MAX')
+  except (OSError, ValueError):
+    name_max = 255
+  if len(name.encode()) + ASIDE_SUFFIX_MAX > name_max:
+    raise RunDirError(f'--overwrite cannot move {path} aside: its name plus .old-<timestamp> '
+                      f'would be longer than the file system allows ({name_max} bytes); move '
+                      f'it yourself, or choose a shorter --workdir')
 
 
 def move_aside(path: str) -> str:

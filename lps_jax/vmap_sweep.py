@@ -64,6 +64,10 @@ def make_members(sweep: Optional[Dict[str, Sequence[Any]]], seeds: Sequence[int]
   for key, values in sweep.items():
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
       raise SweepError(f'sweep values for {key!r} must be a non-empty list, got {values!r}')
+    for value in values:        # only numbers can vary inside one program (member_config)
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SweepError(f'sweep value {value!r} for {key!r} is not a number '
+                         f'({type(value).__name__}); a vmapped sweep varies numbers only')
   keys = list(sweep)
   members = []
   for values in itertools.product(*(sweep[k] for k in keys)):
@@ -329,9 +333,29 @@ def members_from_strings(seeds: str, sweep_json: str) -> List[dict]:
     seed_list = [int(s) for s in seeds.split(',') if s.strip()]
   except ValueError:
     raise SweepError(f'--seeds must be comma-separated integers, got {seeds!r}') from None
-  if any(s < 0 for s in seed_list):
-    raise SweepError(f'--seeds must be integers >= 0, got {seeds!r}')
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  errors = [cli.seed_error(s, '--seeds') for s in seed_list if cli.seed_error(s, '--seeds')]
+  if errors:
+    raise SweepError(errors[0])
   return make_members(grid, seed_list)
+
+
+def check_sweep_workdir(workdir: str) -> None:
+  """SweepError unless `workdir` can hold a sweep: given, creatable, and neither a single
+  run's directory (config.json) nor a non-empty directory that holds no sweep. Reads only."""
+  if not workdir:
+    raise SweepError('--workdir is required')
+  reason = rundir.unwritable_reason(workdir)
+  if reason:
+    raise SweepError(f'workdir {workdir}: {reason}')
+  if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
+    raise SweepError(f'workdir {workdir} holds a single run ({rundir.CONFIG_FILE}), not a '
+                     f'sweep; choose another --workdir')
+  if os.path.isdir(workdir) and not os.path.exists(os.path.join(workdir, 'sweep.json')):
+    others = [n for n in os.listdir(workdir) if not n.endswith(rundir.IGNORED_ENTRIES_SUFFIX)]
+    if others:
+      raise SweepError(f'workdir {workdir} is not empty and holds no sweep (found '
+                       f'{sorted(others)[:3]}); choose another --workdir')
 
 
 def _define_flags():
@@ -355,6 +379,7 @@ def main(argv):
     cli.fail(f'unexpected arguments: {argv[1:]}')
   try:
     members_from_strings(flags_.seeds, flags_.sweep)     # bad --seeds/--sweep: before any work
+    check_sweep_workdir(flags_.workdir)
     parallel.maybe_initialize_distributed()
     config = flags_.config
     if flags_.num_steps is not None:
