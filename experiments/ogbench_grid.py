@@ -117,7 +117,53 @@ def parse_flags():
   if bad:
     raise GridError(f'--eval_at {bad} must be positive multiples of --steps_per_call='
                     f'{FLAGS.steps_per_call}')
+  check_grid_inputs(tasks, seeds)
   return tasks, seeds, sorted(s for s in eval_at if s <= FLAGS.num_steps)
+
+
+def check_grid_inputs(tasks, seeds):
+  """The rest of the refusable inputs, before the workdir, the dataset or any output is made:
+  domain, task numbers (OGBench's registered single-task envs), seeds, num_steps, every
+  agent's config, the workdir, and the dataset (its headers, or what generating it needs)."""
+  import re  # pylint: disable=g-import-not-at-top
+  from lps_jax import cli, config_lib, rundir  # pylint: disable=g-import-not-at-top
+  from lps_jax.data import generate, ogbench_data  # pylint: disable=g-import-not-at-top
+  if FLAGS.domain not in config_lib.OGBENCH_DOMAINS:
+    raise GridError(f'--domain={FLAGS.domain}: choose from {sorted(config_lib.OGBENCH_DOMAINS)}')
+  errors = [cli.seed_error(s, '--seeds') for s in seeds if cli.seed_error(s, '--seeds')]
+  if errors:
+    raise GridError(errors[0])
+  if FLAGS.num_steps > config_lib.MAX_STEPS:
+    raise GridError(f'--num_steps must be <= {config_lib.MAX_STEPS} (the step counters are '
+                    f'int32), got {FLAGS.num_steps}')
+  for name, minimum in (('dataset_episodes', 1), ('dataset_steps_per_episode', 2),
+                        ('workers', 1), ('eval_workers', 0)):
+    if FLAGS[name].value < minimum:
+      raise GridError(f'--{name} must be >= {minimum}, got {FLAGS[name].value}')
+  reason = rundir.unwritable_reason(FLAGS.workdir)
+  if reason:
+    raise GridError(f'--workdir={FLAGS.workdir}: {reason}')
+  import gymnasium  # pylint: disable=g-import-not-at-top
+  import ogbench  # pylint: disable=g-import-not-at-top,unused-import  (registers the envs)
+  pattern = re.compile(rf'{re.escape(FLAGS.domain)}-singletask-task(\d+)-v0')
+  known = sorted(int(m.group(1)) for m in map(pattern.fullmatch, gymnasium.registry) if m)
+  unknown = [task for task in tasks if task not in known]
+  if unknown:
+    raise GridError(f'--tasks: {FLAGS.domain} has no task {unknown[0]} (OGBench tasks: '
+                    f"{','.join(map(str, known))})")
+  for agent in FLAGS.agents:
+    for task in tasks:
+      try:
+        config_lib.validate(run_config(agent, task))
+      except config_lib.ConfigError as e:
+        raise GridError(f'{agent}: {e}') from None
+  dataset = f'{FLAGS.domain}-play-v0'
+  train_path, _ = generate.output_paths(dataset, FLAGS.dataset_dir)
+  if os.path.exists(train_path):
+    ogbench_data.validate_ogbench_file(train_path)
+  elif rundir.unwritable_reason(FLAGS.dataset_dir):
+    raise GridError(f'--dataset_dir={FLAGS.dataset_dir}: cannot generate {dataset} there: '
+                    f'{rundir.unwritable_reason(FLAGS.dataset_dir)}')
 
 
 def config_path(agent: str) -> str:
@@ -438,7 +484,7 @@ def run(tasks, seeds, eval_at):
     if pool is not None:
       pool.terminate()
     summary['wall_seconds'] = time.perf_counter() - wall_start
-    rows = results.write()
+    rows = results.write() if results.train_rows else []   # nothing trained: no outputs
   log(f'done in {summary["wall_seconds"]:.0f} s; {len(rows)} success rows in {workdir}')
   print(table_markdown(rows, FLAGS.agents))
 
@@ -559,4 +605,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS, config_flag=None))

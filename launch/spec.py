@@ -26,7 +26,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
-from lps_jax import config_lib
+from lps_jax import cli, config_lib
 
 SPEC_KEYS = ('name', 'config', 'grid', 'seeds', 'overrides', 'flags', 'metric', 'slurm', 'tpu')
 
@@ -109,16 +109,57 @@ def load_spec(path: str) -> Spec:
       raise LaunchError(f"spec {path}: grid[{key!r}] must be a non-empty list, got {values!r}")
   seeds = raw.get('seeds', [0])
   if (not isinstance(seeds, (list, tuple)) or not seeds
-      or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-    raise LaunchError(f"spec {path}: 'seeds' must be a non-empty list of ints >= 0, got {seeds!r}")
+      or any(cli.seed_error(s) for s in seeds)):
+    raise LaunchError(f"spec {path}: 'seeds' must be a non-empty list of ints in "
+                      f'[0, {cli.MAX_SEED}], got {seeds!r}')
   for field in ('overrides', 'flags', 'slurm', 'tpu'):
     if not isinstance(raw.get(field) or {}, dict):
       raise LaunchError(f"spec {path}: '{field}' must be a dict")
+  check_main_flags(raw.get('flags') or {}, path)
   name = raw.get('name') or os.path.splitext(os.path.basename(path))[0]
   return Spec(name=_safe(str(name)), config=raw['config'], grid=dict(grid), seeds=list(seeds),
               overrides=dict(raw.get('overrides') or {}), flags=dict(raw.get('flags') or {}),
               metric=raw.get('metric'), slurm=dict(raw.get('slurm') or {}),
               tpu=dict(raw.get('tpu') or {}))
+
+
+# ---------------------------------------------------------------------------------- flags
+RESERVED_FLAGS = ('config', 'workdir', 'seed', 'resume', 'overwrite')   # the launcher sets them
+MAIN_FLAG_MODULES = ('lps_jax/main.py', 'lps_jax/parallel.py')        # where main's flags live
+
+
+def main_flag_names() -> List[str]:
+  """The flags lps_jax.main takes: its own and parallel's multi-host ones, read from the
+  DEFINE_* calls in their source (importing lps_jax.main here would define them again), and
+  absl's logging flags."""
+  import ast  # pylint: disable=g-import-not-at-top
+  from absl import flags, logging  # pylint: disable=g-import-not-at-top,unused-import
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  names = [f.name for f in flags.FLAGS.get_flags_for_module('absl.logging')]
+  for module in MAIN_FLAG_MODULES:
+    with open(os.path.join(root, module)) as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and node.func.attr.startswith('DEFINE_') and node.args
+          and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        names.append(node.args[0].value)
+  return sorted(set(names) - set(RESERVED_FLAGS))
+
+
+def check_main_flags(spec_flags: Dict[str, Any], path: str = 'spec') -> None:
+  """LaunchError naming the first spec 'flags' key that lps_jax.main would refuse: one the
+  launcher sets itself, or one main does not have (with the closest names)."""
+  import difflib  # pylint: disable=g-import-not-at-top
+  known = main_flag_names()
+  for key in spec_flags:
+    if key in RESERVED_FLAGS:
+      raise LaunchError(f"spec {path}: 'flags' may not set --{key}: the launcher sets it")
+    if key not in known:
+      close = difflib.get_close_matches(str(key), known, n=2)
+      hint = (f"did you mean {' or '.join(close)}?" if close
+              else f"lps_jax.main's flags: {', '.join(known)}")
+      raise LaunchError(f"spec {path}: unknown lps_jax.main flag {key!r} in 'flags'; {hint}")
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -175,7 +216,7 @@ def main_args(spec: Spec, run: Run, workdir: str) -> List[str]:
     key = key[len('config.'):] if key.startswith('config.') else key
     args.append(f'--config.{key}={flag_value(value)}')
   for key, value in spec.flags.items():
-    if key in ('config', 'workdir', 'seed', 'resume', 'overwrite'):
+    if key in RESERVED_FLAGS:
       raise LaunchError(f"spec 'flags' may not set --{key}: the launcher sets it")
     args.append(f'--{key}={flag_value(value)}')
   return args
