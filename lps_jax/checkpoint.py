@@ -20,8 +20,10 @@ renames it when complete, so a process killed mid-save leaves only a tmp directo
 next `restore` moves aside with a warning.
 """
 import datetime
+import logging as std_logging
 import os
 import shutil
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from absl import logging
@@ -76,6 +78,29 @@ def _leaf_specs(tree) -> Dict[str, Tuple[tuple, str]]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return {'.'.join(str(getattr(k, 'key', k)) for k in path): (tuple(leaf.shape), str(leaf.dtype))
           for path, leaf in flat}
+
+
+_QUIETED = []
+
+
+def _quiet_abandoned_reads() -> None:
+  """When a checkpoint cannot be read, the tensorstore reads orbax started for it and abandoned
+  fail later, as unraisable 'Event loop is closed' tracebacks (callbacks on orbax's closed event
+  loop) and 'exception was never retrieved' asyncio errors: dozens of lines that say nothing
+  restore's one-line warning does not. Drop exactly those, for the rest of the process."""
+  if _QUIETED:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  std_logging.getLogger('asyncio').addFilter(
+      lambda record: 'exception was never retrieved' not in record.getMessage())
+  _QUIETED.append(True)
 
 
 # ---------------------------------------------------------------------------------- manager
@@ -172,6 +197,7 @@ class Checkpointer:
     fails its fingerprint is moved to checkpoints.bad/ with a warning and the previous one is
     tried; CheckpointError if checkpoints existed but none is readable.
     """
+    _quiet_abandoned_reads()
     self._move_aside_partial_saves()
     self._manager.reload()
     template_state = flax.serialization.to_state_dict(template)

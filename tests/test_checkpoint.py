@@ -170,6 +170,31 @@ def test_all_checkpoints_corrupted_is_an_error(saved, tmp_path):
   assert len(os.listdir(tmp_path / 'checkpoints.bad')) == 3
 
 
+RESTORE_IN_A_FRESH_PROCESS = """
+import sys
+from lps_jax import checkpoint
+try:                   # no checkpoint is readable, so the template is never filled
+  checkpoint.Checkpointer(sys.argv[1]).restore({})
+except checkpoint.CheckpointError as e:
+  print(f'error: {e}', file=sys.stderr)
+"""
+
+
+def test_unreadable_checkpoints_leave_only_our_lines_on_stderr(saved, tmp_path):
+  """Orbax abandons the reads of an unreadable checkpoint; their failures (dozens of 'Event loop
+  is closed' tracebacks and asyncio errors) must not reach stderr: one warning per checkpoint
+  moved aside, then the error."""
+  directory = copy_of(saved, tmp_path)
+  for path in glob.glob(f'{directory}/*/state/**/d/*', recursive=True):
+    open(path, 'w').close()                 # every array file emptied
+  res = subprocess.run([sys.executable, '-c', RESTORE_IN_A_FRESH_PROCESS, directory], cwd=REPO,
+                       env=cli_env(), capture_output=True, text=True, timeout=300)
+  lines = res.stderr.splitlines()
+  assert len(lines) == 4, res.stderr[-3000:]
+  assert all('is corrupted or partial' in line for line in lines[:3])
+  assert lines[3].startswith('error: no readable checkpoint')
+
+
 # ---------------------------------------------------------------------------------- CLI
 RUN_ARGS = ['--config=experiments/configs/lps.py:test', '--num_steps=40', '--log_interval=2',
             '--eval_interval=20', '--config.checkpoint_interval=8', '--progress=false',
