@@ -4,6 +4,7 @@ as subprocesses, all started at once."""
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import warnings
@@ -232,34 +233,43 @@ def cli_runs(tmp_path_factory):
   grid = [str(REPO / 'experiments' / 'ogbench_grid.py'), '--agents=lps', '--size=tiny',
           '--num_steps=2', '--steps_per_call=2', '--eval_at=2', '--eval_workers=0']
   commands = {
-      # name: (argv, cwd, env)
+      # name: (argv, cwd, env, the paths it must not create)
       'main_hidden_dims_scalar': (['-m', 'lps_jax.main', TEST_CONFIG,
                                    '--config.agent.critic_hidden_dims=5',
-                                   f'--workdir={root / "main"}'], REPO, cli_env()),
+                                   f'--workdir={root / "main"}'], REPO, cli_env(),
+                                  ['main', 'main.lock']),
       'sweep_default_config_elsewhere': (['-m', 'lps_jax.vmap_sweep', f'--workdir={root / "sw"}'],
-                                         root, cli_env(PYTHONPATH=str(REPO))),
+                                         root, cli_env(PYTHONPATH=str(REPO)), ['sw', 'sw.lock']),
       'sweep_into_a_run': (['-m', 'lps_jax.vmap_sweep', TEST_CONFIG, f'--workdir={root / "run"}'],
-                           REPO, cli_env()),
+                           REPO, cli_env(), ['run.lock', 'run/sweep.json', 'run/member_000']),
       'sweep_bad_npz_no_info_lines': (['-m', 'lps_jax.vmap_sweep', TEST_CONFIG,
                                        f'--config.task=npz:{root / "masks.npz"}',
-                                       f'--workdir={root / "sw_npz"}'], REPO, no_platform),
+                                       f'--workdir={root / "sw_npz"}'], REPO, no_platform,
+                                      ['sw_npz', 'sw_npz.lock']),
       'grid_task_99': (grid + ['--tasks=99', '--seeds=0', f'--dataset_dir={root / "ogdata"}',
                                f'--workdir={root / "grid"}'], REPO,
-                       cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO))),
+                       cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), ['grid', 'ogdata']),
   }
   procs = {name: subprocess.Popen(python + argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-           for name, (argv, cwd, env) in commands.items()}
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+           for name, (argv, cwd, env, _) in commands.items()}
   results = {}
   try:
     for name, proc in procs.items():
-      _, err = proc.communicate(timeout=300)
-      results[name] = (proc.returncode, err)
+      try:
+        _, err = proc.communicate(timeout=300)
+        results[name] = (proc.returncode, err)
+      except subprocess.TimeoutExpired:       # e.g. a grid generating its dataset first
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        results[name] = (None, 'timed out after 300 s')
   finally:
     for proc in procs.values():
       if proc.poll() is None:
-        proc.kill()
-  return root, results
+        os.killpg(proc.pid, signal.SIGKILL)
+  created = {name: [p for p in paths if os.path.exists(root / p)]
+             for name, (_, _, _, paths) in commands.items()}
+  return results, created
 
 
 CLI_EXPECTED = {
@@ -274,10 +284,9 @@ CLI_EXPECTED = {
 
 @pytest.mark.parametrize('name', sorted(CLI_EXPECTED))
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(cli_runs, name):
-  root, results = cli_runs
+  results, created = cli_runs
   rc, err = results[name]
   lines = [line for line in err.splitlines() if line.strip()]
   assert rc == 2 and len(lines) == 1 and 'Traceback' not in err, err[-3000:]
   assert lines[0].startswith('error: ') and CLI_EXPECTED[name] in lines[0], lines[0]
-  assert sorted(os.listdir(root)) == ['masks.npz', 'run']       # no workdir, lock or dataset
-  assert os.listdir(root / 'run') == ['config.json']
+  assert created[name] == []                 # no workdir, lock, member dir or dataset
