@@ -106,9 +106,6 @@ LEVERS = {   # id: (settings, expected gain and why)
 }
 XLA_LEVERS = {   # id: (environment of the child process, the rows it re-times if the parent
                  # runs them (else base), expected gain and why)
-    'cmdbuf_off': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}, ('base', 'n10'),
-                   '0.7-1.0x: no CUDA graphs at all (the default records fusions and library '
-                   'calls into graphs); shows what the default graphs already give'),
     'cmdbuf_while': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL'},
                      ('base', 'n10'),
                      '1.2-2x at one agent: the scanned loop itself becomes one CUDA graph (a '
@@ -118,6 +115,9 @@ XLA_LEVERS = {   # id: (environment of the child process, the rows it re-times i
                                '--xla_gpu_command_buffer_unroll_loops=true'}, ('base', 'n10'),
                               '1.2-2x: as cmdbuf_while, with the loop unrolled inside the graph '
                               '(no conditional node; K bodies in one graph)'),
+    'cmdbuf_off': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}, ('base', 'n10'),
+                   '0.7-1.0x: no CUDA graphs at all (the default records fusions and library '
+                   'calls into graphs); shows what the default graphs already give'),
     'while_double_buffering': ({'XLA_FLAGS': '--xla_gpu_enable_while_loop_double_buffering=true'},
                                ('base', 'n10'), '1.0-1.15x: the loop body unrolled by two, '
                                'as unroll2 but by XLA'),
