@@ -21,6 +21,7 @@ training loop does). Reported per entry:
                          trip count (the program is re-traced with each lax.scan unrolled;
                          XLA itself counts a loop body once: `flops_per_update_xla_body_once`)
   share_of_peak          flops_per_update * agent_steps_per_s / the same round's matmul rate
+  kernels_per_update     kernels of one call / K, counted in the compiled HLO (count_kernels)
 
 Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS paper's networks
 (4x512, batch 256); tiny = 2x16, batch 16 (tests). `--budget_s` time-boxes the run: a program
@@ -31,6 +32,8 @@ whose compile + timing would overrun it is skipped and listed under "skipped".
   python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
   python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
   python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
+  python -m lps_jax.bench --gpu_levers --output=l.json      # one row per GPU lever, ~8 min
+                                                            # (docs/throughput_gpu_plan.md)
 """
 import collections
 import functools

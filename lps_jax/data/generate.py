@@ -510,8 +510,8 @@ def generate_dataset(dataset_name, num_episodes, out_dir, seed=0, workers=1, ste
   are collected first; with time_budget_s > 0, collection stops when the budget is spent and
   the train file holds the first M <= N episodes (stats['train_episodes']): the same episodes as
   a run with N episodes, cut. GenerateError if not even the val episodes and one train episode
-  fit. compress=False writes plain .npz (np.savez: the same arrays, written and read ~10x faster,
-  ~10% larger). Everything (values, dataset name, env id, output paths) is checked before
+  fit. compress=False writes plain .npz (np.savez: the same arrays, written ~10x faster, ~15%
+  larger). Everything (values, dataset name, env id, output paths) is checked before
   generating."""
   check_settings(num_episodes, steps_per_episode, val_episodes, workers,
                  overrides.get('noise'), overrides.get('p_random_action'), time_budget_s)
@@ -571,7 +571,7 @@ flags.DEFINE_float('time_budget_s', 0.0, 'Stop collecting after this many second
                    'write the train episodes finished so far (the first M of --episodes).',
                    lower_bound=0.0, flag_values=FLAGS)
 flags.DEFINE_bool('compress', True, 'Write compressed .npz (as OGBench); --nocompress: plain .npz, '
-                  'the same arrays, written and loaded ~10x faster.', flag_values=FLAGS)
+                  'the same arrays, written ~10x faster.', flag_values=FLAGS)
 flags.DEFINE_bool('progress', True, 'Show a progress bar.', flag_values=FLAGS)
 flags.DEFINE_bool('lean', True, 'Cube envs: step without the work no stored row reads (the same '
                   'arrays); --nolean steps through env.step and its gymnasium wrappers.',
