@@ -68,6 +68,8 @@ flags.DEFINE_string('seeds', '0..4', "Seeds, e.g. '0..4' or '0,1'.")
 flags.DEFINE_enum('size', 'cpu', list(SIZES), 'Network / batch size preset.')
 flags.DEFINE_float('alpha', None, "Override the agents' alpha (FQL / QC-FQL distillation "
                    'weight, ReBRAC BC weight); an agent without one is an error.')
+flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'], 'Matmul precision of '
+                  'every network (params, optimiser state and losses stay float32).')
 flags.DEFINE_integer('num_steps', 100_000, 'Training steps per member.')
 flags.DEFINE_integer('steps_per_call', 1_000, 'Updates fused into one jit call.')
 flags.DEFINE_string('eval_at', '50000,100000', 'Steps to evaluate at (multiples of '
@@ -186,6 +188,7 @@ def run_config(agent: str, task: int, size_name=None, domain=None):
     if 'alpha' not in config.agent:
       raise GridError(f'--alpha: {agent} has no alpha')
     config.agent.alpha = FLAGS.alpha
+  config.agent.compute_dtype = FLAGS.compute_dtype
   if 'flow_steps' in config.agent and size_name == 'tiny':
     config.agent.flow_steps = 2
   config.dataset_dir = FLAGS.dataset_dir
@@ -274,6 +277,9 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
     over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
     if step in eval_at or over_budget or step >= FLAGS.num_steps:
       submit_eval(step, metrics)
+    # Progress so far, written with every output (a run stopped mid-training still says it).
+    results.summary['training'] = {'agent': agent, 'step': step, 'seconds': elapsed,
+                                   'first_call_seconds': compile_s}
     if step % (10 * FLAGS.steps_per_call) == 0 or over_budget:
       log(f'{agent}: step {step} ({elapsed:.0f} s)')
     if results.collect():
@@ -458,7 +464,8 @@ def run(tasks, seeds, eval_at):
   wall_start = time.perf_counter()
   log = make_log()
   summary = {'flags': {k: FLAGS[k].value for k in (
-      'agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'num_steps', 'steps_per_call',
+      'agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'compute_dtype', 'num_steps',
+      'steps_per_call',
       'eval_at',
       'eval_episodes', 'eval_workers', 'time_budget_s', 'dataset_dir', 'dataset_episodes',
       'workers')}, 'devices': [str(d) for d in jax.devices()], 'agents': []}

@@ -22,11 +22,11 @@
 #
 # Env vars (defaults are for one H100 / H200 and 16 CPU cores):
 #   SKIP_INSTALL=0       1: do not pip-install .whl/ (CPU test of this script)
-#   EPISODES=500         cube-single-play episodes to generate (~50 s at the ~10k transitions/s
-#                        expected from 16 processes; 120 s timeout, then a fallback of
-#   FALLBACK_EPISODES=64 episodes) ...
+#   EPISODES=500         cube-single-play episodes to generate, time-boxed to 120 s (the first
+#                        episodes that fit are kept and the log says how many) ...
 #   STEPS_PER_EPISODE=1001
 #   GEN_WORKERS=16       ... with this many processes
+#   FALLBACK_EPISODES=64 episodes the driver generates if no dataset was written at all
 #   DATA_DIR=/tmp/gpu_check_data (reused if it already holds cube-single-play-v0.npz)
 #   TASKS=1..5 SEEDS=2   members per agent = tasks x seeds
 #   AGENTS=lps,qcfql     SIZE=paper   NUM_STEPS=1000000   STEPS_PER_CALL=1000
@@ -79,39 +79,17 @@ CONCURRENT="${CONCURRENT:-0}"
 GRID_EXTRA="${GRID_EXTRA:-}"
 TAIL_S="${TAIL_S:-150}"
 DATA_DIR="${DATA_DIR:-/tmp/gpu_check_data}"
-export MUJOCO_GL=disable PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 # Two JAX processes share the GPU (the toy studies and the OGBench driver): no preallocation.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-
-say() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
-left() {  # seconds left before the hard limit, minus the bench reserve
-  local reserve=0
-  [ "$BENCH" = "1" ] && reserve=110
-  echo $(( TOTAL_S - reserve - ($(date +%s) - START) ))
-}
-step() {  # step NAME MAX_SECONDS CMD...: run CMD under timeout min(MAX, time left)
-  local name="$1" cap="$2"; shift 2
-  local limit; limit=$(left)
-  [ "$cap" -lt "$limit" ] && limit="$cap"
-  if [ "$limit" -lt 5 ]; then say "SKIP $name (no time left)"; return 1; fi
-  say "BEGIN $name (timeout ${limit} s)"
-  timeout --signal=TERM --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
-  local rc=$?
-  say "END $name rc=$rc"
-  return $rc
-}
+RESERVE_S=0
+[ "$BENCH" = "1" ] && RESERVE_S=110      # kept for the benchmark step at the end
+. launch/gpu_common.sh
 
 # ---------------------------------------------------------------------------- 1. install
-if [ "${SKIP_INSTALL:-0}" != "1" ]; then
-  step install 90 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target /tmp/site .whl/*.whl
-fi
+install_wheels
 
 # ---------------------------------------------------------------------------- 2. devices
-step devices 60 bash -c 'nvidia-smi || true; python3 -c "
-import jax, ogbench, mujoco, dm_control, ml_collections
-print(\"jax\", jax.__version__, jax.devices(), \"mujoco\", mujoco.__version__)"'
+show_devices
 
 # ---------------------------------------------------------------------------- 2b. toy (background)
 TOY_PID=""
@@ -123,16 +101,11 @@ if [ "$TOY" = "1" ]; then
 fi
 
 # ---------------------------------------------------------------------------- 3. data
-if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then
-  step generate 120 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
+if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then   # what fits in 120 s is kept
+  step generate 135 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
     --episodes="$EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" --no_progress \
-    --steps_per_episode="$STEPS_PER_EPISODE"
-  if [ ! -f "$DATA_DIR/cube-single-play-v0.npz" ]; then   # fallback: a small dataset
-    step generate_small 60 python3 -m lps_jax.data.generate --env=cube-single-play-v0 \
-      --episodes="$FALLBACK_EPISODES" --workers="$GEN_WORKERS" --out="$DATA_DIR" \
-      --no_progress --overwrite --steps_per_episode="$STEPS_PER_EPISODE"
-  fi
-fi
+    --steps_per_episode="$STEPS_PER_EPISODE" --time_budget_s=120
+fi   # (if even that failed, the driver generates FALLBACK_EPISODES itself)
 
 # ---------------------------------------------------------------------------- 4. train + eval
 # Per-agent budget: the time left, less ~90 s for start-up and data loading and ~60 s for the

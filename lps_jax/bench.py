@@ -21,6 +21,7 @@ training loop does). Reported per entry:
                          trip count (the program is re-traced with each lax.scan unrolled;
                          XLA itself counts a loop body once: `flops_per_update_xla_body_once`)
   share_of_peak          flops_per_update * agent_steps_per_s / the same round's matmul rate
+  kernels_per_update     kernels of one call / K, counted in the compiled HLO (count_kernels)
 
 Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS paper's networks
 (4x512, batch 256); tiny = 2x16, batch 16 (tests). `--budget_s` time-boxes the run: a program
@@ -31,11 +32,15 @@ whose compile + timing would overrun it is skipped and listed under "skipped".
   python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
   python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
   python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
+  python -m lps_jax.bench --gpu_levers --output=l.json      # one row per GPU lever, ~8 min
+                                                            # (docs/throughput_gpu_plan.md)
 """
+import collections
 import functools
 import importlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -71,6 +76,64 @@ CPU_TABLE = {'paper': ((1, 10), (8,), 1),
              'mid': ((1, 10, 100), (8,), 1),
              'small': ((1, 10, 100), (1, 8, 32), 10)}
 
+# One row per lever, each timed against the 'base' row of its agent in the same interleaved
+# rounds (in-process rows) or in its own process (XLA_LEVERS: flags are read when the backend
+# starts), with its expected gain written down before any GPU run.
+LEVERS = {   # id: (settings, expected gain and why)
+    'base': (dict(), 'reference: the current code, one agent, fused K = 100, float32'),
+    'bf16': (dict(dtype='bfloat16'),
+             '1.0-1.15x: bf16 matmuls run at ~2x the float32 rate, but one paper-size agent uses '
+             '~5% of the float32 peak (launch-bound), so only the few large matmuls gain'),
+    'k1000': (dict(steps=1000),
+              '1.0-1.03x: one dispatch per 1000 updates instead of per 100; a K = 100 call '
+              'already lasts ~50 ms against ~0.1 ms of dispatch'),
+    'unroll2': (dict(unroll=2),
+                '1.05-1.3x: half the loop iterations, so half the per-iteration loop control '
+                '(the trip-count check that the host reads back), and XLA may fuse across two '
+                'updates'),
+    'critic_shared_input': (dict(config={'critic_member_batched_input': False}),
+                            '0.95-1.0x (the layout before; slower or equal): the critic input '
+                            'shared by its 2 members costs a transpose in every forward pass and '
+                            'two in every backward pass'),
+    'n10': (dict(members=10),
+            '4-5x agent-steps/s over base: 10 members vmapped into one program make every '
+            'kernel 10x larger at about the same count (measured 4.5x at N = 10 before)'),
+    'n10_bf16': (dict(members=10, dtype='bfloat16'),
+                 '1.3-1.8x over n10: with 10 members the matmuls are ~20% of the float32 peak, '
+                 'so the 2x bf16 matmul rate starts to pay'),
+    'n10_unroll2': (dict(members=10, unroll=2), '1.0-1.15x over n10: as unroll2, amortised '
+                    'over 10x the work per iteration'),
+    'n10_mesh': (dict(members=10, mesh=True),
+                 'only with 2+ devices: members split over a mesh axis (one device: the same '
+                 'program as n10)'),
+}
+XLA_LEVERS = {   # id: (environment of the child process, the rows it re-times if the parent
+                 # runs them (else base), expected gain and why)
+    'cmdbuf_while': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL'},
+                     ('base', 'n10'),
+                     '1.2-2x at one agent: the scanned loop itself becomes one CUDA graph (a '
+                     'conditional while node), so the host stops reading the loop predicate '
+                     'back and launching each body'),
+    'cmdbuf_while_unrolled': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL '
+                               '--xla_gpu_command_buffer_unroll_loops=true'}, ('base', 'n10'),
+                              '1.2-2x: as cmdbuf_while, with the loop unrolled inside the graph '
+                              '(no conditional node; K bodies in one graph)'),
+    'cmdbuf_off': ({'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}, ('base', 'n10'),
+                   '0.7-1.0x: no CUDA graphs at all (the default records fusions and library '
+                   'calls into graphs); shows what the default graphs already give'),
+    'while_double_buffering': ({'XLA_FLAGS': '--xla_gpu_enable_while_loop_double_buffering=true'},
+                               ('base', 'n10'), '1.0-1.15x: the loop body unrolled by two, '
+                               'as unroll2 but by XLA'),
+    'threefry_kernel': ({'JAX_THREEFRY_GPU_KERNEL_LOWERING': 'true'}, ('base', 'n10'),
+                        '1.0-1.05x: each random draw (5 per update) one library kernel instead of '
+                        'an unrolled hash fusion; the same numbers'),
+    'no_triton_gemm': ({'XLA_FLAGS': '--xla_gpu_enable_triton_gemm=false'}, ('base', 'n10'),
+                       '0.9-1.1x: every matmul through cuBLAS instead of the autotuned Triton '
+                       'choice; the matmuls are small (M = 256)'),
+}
+LEVER_AGENTS = ('lps', 'qcfql')
+LEVERS_BUDGET_S = 480.0      # the whole preset, compiles and child processes included
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list('agents', list(DEFAULT_AGENTS), 'Agents to benchmark (registry names).')
 flags.DEFINE_list('sizes', ['small'], 'Sizes: tiny, small, mid, paper.')
@@ -90,7 +153,15 @@ flags.DEFINE_bool('quick', False, 'Smoke test: small size, K in {1, 10}, N in {1
 flags.DEFINE_bool('gpu', False, 'GPU preset: paper size, LPS and FQL, float32 and bfloat16, '
                   'unfused vs fused K=100 vs 32 vmapped agents (K=10), time-boxed to '
                   '--budget_s=85 (about 100 s of wall time with the start-up).')
-flags.DEFINE_string('gpu_size', 'paper', 'Size used by --gpu (tiny: a CPU check of the preset).')
+flags.DEFINE_string('gpu_size', 'paper', 'Size used by --gpu and --gpu_levers (tiny: a CPU check '
+                    'of the preset).')
+flags.DEFINE_bool('gpu_levers', False, 'GPU levers preset: the paper row\'s LPS and QC-FQL programs '
+                  '(experiments/configs, ogbench variant), one row per lever (LEVERS in-process, '
+                  'XLA_LEVERS each in a child process), time-boxed to --budget_s (default 480).')
+flags.DEFINE_list('lever_rows', list(LEVERS), 'In-process lever rows of --gpu_levers.')
+flags.DEFINE_list('lever_xla', list(XLA_LEVERS), 'XLA-flag lever rows of --gpu_levers (each a '
+                  'child process).')
+flags.DEFINE_float('lever_child_timeout_s', 75.0, 'Time limit of each XLA-lever child process.')
 flags.DEFINE_bool('cpu_table', False, 'The README CPU table: LPS and FQL at small, mid and paper '
                   'size (K and N per size in CPU_TABLE); prints the markdown table to stderr.')
 flags.DEFINE_string('markdown', None, 'Also write the markdown table here.')
@@ -299,6 +370,114 @@ def update_flops(agent, data, compiled=None) -> dict:
                           compiled=compiled)
 
 
+# ------------------------------------------------------------------------------ kernels
+# HLO opcodes that launch no kernel: buffer plumbing, control flow (counted through its bodies)
+# and the second halves of asynchronous pairs.
+_NO_KERNEL_OPCODES = frozenset({
+    'parameter', 'constant', 'get-tuple-element', 'tuple', 'bitcast', 'while', 'call',
+    'conditional', 'after-all', 'opt-barrier', 'partition-id', 'replica-id', 'add-dependency',
+    'domain', 'async-done', 'async-update', 'copy-done', 'send-done', 'recv-done',
+    'all-reduce-done', 'all-gather-done', 'collective-permute-done'})
+_HLO_COMPUTATION = re.compile(r'^(ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$')
+_HLO_INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*(.*)$')
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+
+
+def _hlo_opcode(rhs: str):
+  """'f32[2,3]{1,0} fusion(%a), kind=kLoop, ...' -> ('fusion', the attributes text)."""
+  if rhs.startswith('('):                          # a tuple shape: skip to its closing paren
+    depth = 0
+    for i, char in enumerate(rhs):
+      depth += {'(': 1, ')': -1}.get(char, 0)
+      if depth == 0:
+        rhs = rhs[i + 1:]
+        break
+  else:
+    rhs = rhs.split(' ', 1)[1] if ' ' in rhs else ''
+  opcode = rhs.strip().split('(', 1)[0].strip()
+  return opcode, rhs
+
+
+def _hlo_computations(hlo_text: str):
+  """{name: [(opcode, attributes)]} of every computation, and the entry computation's name."""
+  computations, entry, current = {}, None, None
+  for line in hlo_text.splitlines():
+    line = re.sub(r', metadata=\{[^}]*\}', '', line)
+    if current is None:
+      match = _HLO_COMPUTATION.match(line)
+      if match and '=' not in line.split('(', 1)[0]:
+        current = match.group(2)
+        computations[current] = []
+        entry = current if match.group(1) else entry
+      continue
+    if line.strip() == '}':
+      current = None
+      continue
+    match = _HLO_INSTRUCTION.match(line)
+    if match:
+      computations[current].append(_hlo_opcode(match.group(1)))
+  return computations, entry
+
+
+def count_kernels(hlo_text: str) -> dict:
+  """Kernels one call of a compiled program launches, from its optimised HLO text.
+
+  A kernel is an instruction of the entry computation, or of a computation it runs (while
+  bodies and conditions, called computations, the largest branch of a conditional), other than
+  buffer plumbing and control flow: fusions, library calls (custom-call: cuBLAS / cuDNN /
+  oneDNN / YNNPACK matmuls), unfused dots, copies, sorts, collectives... A while loop counts
+  its body per iteration and its condition per check (trip count + 1), with XLA's
+  known_trip_count (a loop without one counts once and is listed in 'unknown_trip_loops').
+  On the CPU these are CPU fusions and library calls; on a GPU, GPU kernels and library calls.
+
+  -> {'kernels': per call, 'by_opcode': {opcode: count}, 'loops': [{trip_count, body}],
+      'unknown_trip_loops': int}
+  """
+  computations, entry = _hlo_computations(hlo_text)
+  loops, unknown = [], [0]
+
+  def count(name, multiplier, by_opcode):
+    total = 0
+    for opcode, attributes in computations.get(name, []):
+      called = dict(re.findall(r'\b(condition|body|to_apply|calls)=%?([\w.\-]+)', attributes))
+      if opcode == 'while':
+        trips = _TRIP_COUNT.search(attributes)
+        if trips is None and multiplier:
+          unknown[0] += 1
+        trip_count = int(trips.group(1)) if trips else 1
+        body = count(called['body'], multiplier * trip_count, by_opcode)
+        total += trip_count * body + (trip_count + 1) * count(
+            called['condition'], multiplier * (trip_count + 1), by_opcode)
+        if multiplier:            # (0: sizing a conditional's branches)
+          loops.append({'trip_count': trip_count, 'body': body})
+      elif opcode == 'call' and 'to_apply' in called:
+        total += count(called['to_apply'], multiplier, by_opcode)
+      elif opcode == 'conditional':
+        branches = re.findall(r'%?([\w.\-]+)', ' '.join(re.findall(
+            r'(?:branch_computations=\{[^}]*\}|true_computation=\S+|false_computation=\S+)',
+            attributes)))
+        names = [b for b in branches if b in computations]
+        sizes = [count(b, 0, collections.Counter()) for b in names]
+        if sizes:
+          total += count(names[sizes.index(max(sizes))], multiplier, by_opcode)
+      elif opcode not in _NO_KERNEL_OPCODES and not opcode.endswith('-done'):
+        total += 1
+        by_opcode[opcode] += multiplier
+    return total
+
+  by_opcode = collections.Counter()
+  kernels = count(entry, 1, by_opcode)
+  return {'kernels': kernels, 'by_opcode': dict(by_opcode.most_common()), 'loops': loops,
+          'unknown_trip_loops': unknown[0]}
+
+
+def update_kernels(compiled, num_steps: int) -> dict:
+  """count_kernels of a compiled fused K-step program, with 'per_update' = kernels / K."""
+  counts = count_kernels(compiled.as_text())
+  counts['per_update'] = counts['kernels'] / num_steps
+  return counts
+
+
 # ------------------------------------------------------------------------------ programs
 class Program:
   """A compiled, warmed-up program; window(s) times asynchronously dispatched calls."""
@@ -331,26 +510,32 @@ class Program:
     return rate
 
 
-def fused_program(agent, data, num_steps: int) -> tuple:
-  """(Program, compile_s) of engine.make_train_fn(K) on one agent."""
+def fused_program(agent, data, num_steps: int, unroll: int = 1) -> tuple:
+  """(Program, compile_s) of engine.make_train_fn(K) on one agent; program.kernels_per_step =
+  kernels of one call / K (count_kernels)."""
   start = time.perf_counter()
-  compiled = engine.make_train_fn(num_steps).lower(agent, data).compile()
+  compiled = engine.make_train_fn(num_steps, unroll=unroll).lower(agent, data).compile()
   compile_s = time.perf_counter() - start
   state = jax.tree.map(jnp.copy, agent)           # the program donates its input
   program = Program(f'fused K={num_steps}', lambda a: compiled(a, data)[0], state, num_steps)
   program.compiled = compiled
+  program.kernels_per_step = update_kernels(compiled, num_steps)['per_update']
   return program, compile_s
 
 
-def sweep_program(agent, data, num_members: int, num_steps: int) -> tuple:
-  """(Program, compile_s) of sweep.make_vmapped_train_fn(K) on N stacked agents."""
+def sweep_program(agent, data, num_members: int, num_steps: int, unroll: int = 1) -> tuple:
+  """(Program, compile_s) of sweep.make_vmapped_train_fn(K) on N stacked agents;
+  program.kernels_per_step = kernels of one call / K (one step of all N members)."""
   keys = jax.random.split(agent.rng, num_members)
   stacked = sweep.stack([agent.replace(rng=k) for k in keys])
   start = time.perf_counter()
-  compiled = sweep.make_vmapped_train_fn(num_steps).lower(stacked, data).compile()
+  compiled = sweep.make_vmapped_train_fn(num_steps, unroll=unroll).lower(stacked, data).compile()
   compile_s = time.perf_counter() - start
-  return Program(f'sweep N={num_members}', lambda a: compiled(a, data)[0], stacked,
-                 num_members * num_steps), compile_s
+  program = Program(f'sweep N={num_members}', lambda a: compiled(a, data)[0], stacked,
+                    num_members * num_steps)
+  program.compiled = compiled
+  program.kernels_per_step = update_kernels(compiled, num_steps)['per_update']
+  return program, compile_s
 
 
 def unfused_program(agent, sampler: HostSampler) -> tuple:
@@ -446,6 +631,9 @@ def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s
   log(f'{name}/{size}/{dtype}: ' + ', '.join(
       f'{k} {statistics.median(p.rates):.4g}/s' for k, p in programs.items()))
   entry.update(summarize(programs, entry.get('flops_per_update')))
+  # Kernels (fusions, library calls, copies) of one update (K=k) / one step of N members (N=n).
+  entry['kernels_per_update'] = {k: p.kernels_per_step for k, p in programs.items()
+                                 if hasattr(p, 'kernels_per_step')}
   entry['load_average_per_round'] = loads
   if sample_batch > 0 and budget.fits(budget.last_compile_s * 2 + window_s):
     log(f'{name}/{size}/{dtype}: sampling')
@@ -593,6 +781,246 @@ def run_cpu_table(agent_names, budget_s=0.0, rounds=3, window_s=0.5, matmul_size
   return report
 
 
+# ------------------------------------------------------------------------------ GPU levers
+
+
+def lever_agent_config(name: str, size: str, dtype: str = 'float32', overrides=None):
+  """The agent config of the paper row's program (experiments/configs/<name>.py, the ogbench
+  variant on cube-single) -> ConfigDict; size 'tiny' shrinks it to 2x16 (a CPU check)."""
+  from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      'experiments', 'configs', f'{name}.py')
+  config = config_lib.load_config_file(f'{path}:ogbench,domain=cube-single,task=2').agent
+  if size == 'tiny':
+    hidden, _, batch_size, _ = SIZES['tiny']
+    config.flow_hidden_dims = config.critic_hidden_dims = config.actor_hidden_dims = hidden
+    config.batch_size = batch_size
+    if 'flow_steps' in config:
+      config.flow_steps = 2
+  config.compute_dtype = dtype
+  for key, value in (overrides or {}).items():
+    config[key] = value
+  return config
+
+
+def mesh_program(agent, data, num_members: int, num_steps: int) -> tuple:
+  """(Program, compile_s) of N members split over a ('sweep', 'data') mesh of every device."""
+  from lps_jax import parallel  # pylint: disable=g-import-not-at-top
+  sweep_size = max(d for d in range(1, jax.device_count() + 1) if num_members % d == 0)
+  mesh = parallel.make_mesh(sweep_size)
+  keys = jax.random.split(agent.rng, num_members)
+  stacked = parallel.put_agent(sweep.stack([agent.replace(rng=k) for k in keys]), mesh,
+                               stacked=True)
+  data = parallel.put_dataset(data, mesh)
+  fn = parallel.make_train_fn(num_steps, mesh, stacked=True)
+  start = time.perf_counter()
+  compiled = fn.lower(stacked, data).compile()
+  compile_s = time.perf_counter() - start
+  program = Program(f'mesh N={num_members}', lambda a: compiled(a, data)[0], stacked,
+                    num_members * num_steps)
+  program.kernels_per_step = update_kernels(compiled, num_steps)['per_update']
+  return program, compile_s
+
+
+def lever_program(name, size, lever, data) -> tuple:
+  """(Program, compile_s, flops agent) of one lever row for agent `name`."""
+  settings = LEVERS[lever][0]
+  dtype = settings.get('dtype', 'float32')
+  config = lever_agent_config(name, size, dtype, settings.get('config'))
+  agent = agents_lib.get_agent_class(config.agent_name).create(
+      0, OBSERVATION_DIM, ACTION_DIM * HORIZON, config)
+  steps, members, unroll = settings.get('steps', 100), settings.get('members', 1), settings.get(
+      'unroll', 1)
+  if settings.get('mesh'):
+    program, compile_s = mesh_program(agent, data, members, steps)
+  elif members > 1:
+    program, compile_s = sweep_program(agent, data, members, steps, unroll)
+  else:
+    program, compile_s = fused_program(agent, data, steps, unroll)
+  return program, compile_s, agent
+
+
+def run_levers(agent_names, size, levers, xla_levers, budget_s, rounds=3, window_s=0.3,
+               matmul_size=8192, child_timeout_s=90.0, log=None) -> dict:
+  """Every lever a row: in-process rows timed in interleaved rounds with the matmul peaks of
+  both dtypes, then each XLA lever in a child process (its own peaks). -> JSON-able report."""
+  log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+  budget = Budget(budget_s)
+  device = jax.devices()[0]
+  report = {'preset': 'gpu_levers', 'backend': device.platform, 'device_kind': device.device_kind,
+            'device_count': jax.device_count(), 'jax_version': jax.__version__,
+            'cpu_count': os.cpu_count(), 'load_average_at_start': load_average(),
+            'xla_flags': os.environ.get('XLA_FLAGS', ''),
+            'settings': {'agents': list(agent_names), 'size': size, 'levers': list(levers),
+                         'xla_levers': list(xla_levers), 'budget_s': budget_s, 'rounds': rounds,
+                         'window_s': window_s, 'matmul_size': matmul_size},
+            'rows': [], 'skipped': []}
+  data = dataset_lib.to_device(synthetic_transitions(SIZES[size][3]), HORIZON, 'synthetic')
+  peaks = {dtype: matmul_program(matmul_size, networks.COMPUTE_DTYPES[dtype])
+           for dtype in ('float32', 'bfloat16')}
+  programs, flops, one_agent = {}, {}, {}
+  for lever in levers:
+    for name in agent_names:
+      key = (name, lever)
+      if LEVERS[lever][0].get('mesh') and jax.device_count() < 2:
+        report['skipped'].append(f'{name}/{lever} (one device: the same program as n10)')
+        continue
+      if not budget.fits(budget.last_compile_s + rounds * window_s * 1.5):
+        report['skipped'].append(f'{name}/{lever} (budget)')
+        continue
+      log(f'levers: compiling {name}/{lever}')
+      try:
+        program, budget.last_compile_s, agent = lever_program(name, size, lever, data)
+      except Exception as e:  # pylint: disable=broad-except  (a failed lever must not end the run)
+        report['skipped'].append(f'{name}/{lever} (error: {type(e).__name__}: {cli.one_line(e)})')
+        continue
+      program.compile_s = budget.last_compile_s
+      programs[key] = program
+      one_agent.setdefault(name, agent)
+  for name, agent in one_agent.items():     # FLOPs of one update (the same in every row)
+    if budget.fits(budget.last_compile_s):
+      flops[name] = update_flops(agent, data)['flops']
+    else:
+      report['skipped'].append(f'{name} flops (budget)')
+  loads = []
+  for r in range(rounds):
+    if r > 0 and not budget.fits(sum(max(window_s, p.call_s) for p in programs.values())):
+      report['skipped'].append(f'rounds {r + 1}..{rounds} (budget)')
+      break
+    loads.append(load_average())
+    for program in (*peaks.values(), *programs.values()):
+      program.window(window_s)
+  report['load_average_per_round'] = loads
+  report['peak_flops_per_s'] = {d: statistics.median(p.rates) for d, p in peaks.items()}
+  for (name, lever), program in programs.items():
+    settings = LEVERS[lever][0]
+    peak = peaks[settings.get('dtype', 'float32')]
+    row = {'agent': name, 'lever': lever, 'expected': LEVERS[lever][1],
+           'members': settings.get('members', 1), 'steps_per_call': settings.get('steps', 100),
+           'compute_dtype': settings.get('dtype', 'float32'),
+           'agent_steps_per_s': statistics.median(program.rates),
+           'kernels_per_update': program.kernels_per_step, 'compile_s': program.compile_s}
+    base = programs.get((name, 'base'))
+    if base is not None and base is not program:
+      row['over_base'] = _median_ratio(program, base)
+    if name in flops:
+      row['flops_per_update'] = flops[name]
+      row['share_of_peak'] = statistics.median(
+          flops[name] * a / p for a, p in zip(program.rates, peak.rates))
+    report['rows'].append(row)
+    log(f"levers: {name}/{lever}: {row['agent_steps_per_s']:.4g} agent-steps/s, "
+        f"{row['kernels_per_update']:.0f} kernels/update, x{row.get('over_base', 1.0):.2f}")
+  for lever in xla_levers:
+    env, rows, expected = XLA_LEVERS[lever]
+    if not budget.fits(min(child_timeout_s, 30.0)):
+      report['skipped'].append(f'{lever} (budget)')
+      continue
+    rows = [r for r in rows if r in levers] or ['base']   # the parent's rows it re-times
+    report['rows'] += run_xla_lever(lever, env, rows, expected, agent_names, size, rounds,
+                                    window_s, matmul_size, report,
+                                    timeout_s=min(child_timeout_s, budget.seconds - budget.elapsed()
+                                                  if budget.seconds > 0 else child_timeout_s),
+                                    log=log)
+  report['load_average_at_end'] = load_average()
+  report['total_s'] = budget.elapsed()
+  return report
+
+
+def run_xla_lever(lever, env, rows, expected, agent_names, size, rounds, window_s, matmul_size,
+                  report, timeout_s, log) -> list:
+  """Time `rows` in a child `python -m lps_jax.bench --gpu_levers` with `env` -> its rows, named
+  after the lever, with over_base against this process's base row of the same agent."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, 'child.json')
+    cmd = [sys.executable, '-m', 'lps_jax.bench', '--gpu_levers', f'--gpu_size={size}',
+           f'--agents={",".join(agent_names)}', f'--lever_rows={",".join(rows)}',
+           '--lever_xla=', f'--rounds={rounds}', f'--min_time={window_s}',
+           f'--matmul_size={matmul_size}', f'--budget_s={max(timeout_s - 15, 1):.0f}',
+           f'--output={out}']
+    child_env = {**os.environ, **env}
+    if 'XLA_FLAGS' in env and os.environ.get('XLA_FLAGS'):
+      child_env['XLA_FLAGS'] = os.environ['XLA_FLAGS'] + ' ' + env['XLA_FLAGS']
+    log(f'levers: {lever} in a child process ({" ".join(f"{k}={v}" for k, v in env.items())})')
+    try:
+      proc = subprocess.run(cmd, env=child_env, capture_output=True, text=True,
+                            timeout=max(timeout_s, 1))
+    except subprocess.TimeoutExpired:
+      report['skipped'].append(f'{lever} (child timed out after {timeout_s:.0f} s)')
+      return []
+    if proc.returncode != 0 or not os.path.exists(out):
+      last = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+      report['skipped'].append(f'{lever} (child exit {proc.returncode}: {last[:300]})')
+      return []
+    with open(out) as f:
+      child = json.load(f)
+  base = {r['agent']: r['agent_steps_per_s'] for r in report['rows'] if r['lever'] == 'base'}
+  child_rows = []
+  for row in child['rows']:
+    row = dict(row, lever=f"{lever}:{row['lever']}", xla_lever=lever, env=env,
+               child_xla_flags=child['xla_flags'], expected=expected,
+               peak_flops_per_s=child['peak_flops_per_s'])
+    if row['agent'] in base:
+      row['over_base_other_process'] = row['agent_steps_per_s'] / base[row['agent']]
+    child_rows.append(row)
+  report['skipped'] += [f'{lever}:{s}' for s in child['skipped']]
+  return child_rows
+
+
+def levers_markdown(report: dict) -> str:
+  """One line per row: agent, lever, agent-steps/s, x base, share of peak, kernels/update."""
+  lines = [f"GPU levers on {report['device_kind']} (jax {report['jax_version']})", '',
+           '| agent | lever | members | dtype | agent-steps/s | x base | share of peak | '
+           'kernels / update | expected |', '|---|---|---|---|---|---|---|---|---|']
+  for r in report['rows']:
+    ratio = r.get('over_base', r.get('over_base_other_process'))
+    share = r.get('share_of_peak')
+    lines.append(f"| {r['agent']} | {r['lever']} | {r['members']} | {r['compute_dtype']} | "
+                 f"{r['agent_steps_per_s']:.4g} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+                 f"{'-' if share is None else f'{100 * share:.1f}%'} | "
+                 f"{r['kernels_per_update']:.0f} | {r['expected']} |")
+  return '\n'.join(lines)
+
+
+def _write_report(report: dict, table: str) -> None:
+  report['command'] = ' '.join(['python -m lps_jax.bench'] + sys.argv[1:])
+  text = json.dumps(report, indent=1)
+  if FLAGS.output:
+    with open(FLAGS.output, 'w') as f:
+      f.write(text + '\n')
+  if FLAGS.markdown:
+    with open(FLAGS.markdown, 'w') as f:
+      f.write(table + '\n')
+  print(table, file=sys.stderr)
+  print(text)
+
+
+def main_levers():
+  """--gpu_levers: check the lever names, run them, write the JSON / markdown."""
+  agent_names = FLAGS.agents if FLAGS['agents'].present else list(LEVER_AGENTS)
+  levers, xla_levers = list(FLAGS.lever_rows), list(FLAGS.lever_xla)
+  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         'experiments', 'configs')
+  problems = [f'--agents: no config {a}.py in {configs}' for a in agent_names
+              if not os.path.exists(os.path.join(configs, f'{a}.py'))]
+  problems += [f'--lever_rows: unknown {r!r} (known: {", ".join(LEVERS)})' for r in levers
+               if r not in LEVERS]
+  problems += [f'--lever_xla: unknown {r!r} (known: {", ".join(XLA_LEVERS)})' for r in xla_levers
+               if r not in XLA_LEVERS]
+  problems += [f'--gpu_size: unknown {FLAGS.gpu_size!r}'] if FLAGS.gpu_size not in SIZES else []
+  if problems:
+    print(f'error: {problems[0]}', file=sys.stderr)
+    sys.exit(2)
+  on_cpu = jax.devices()[0].platform == 'cpu'
+  report = run_levers(agent_names, FLAGS.gpu_size, levers, xla_levers,
+                      FLAGS.budget_s or LEVERS_BUDGET_S, rounds=FLAGS.rounds,
+                      window_s=FLAGS.min_time,
+                      matmul_size=FLAGS.matmul_size or (1024 if on_cpu else 8192),
+                      child_timeout_s=FLAGS.lever_child_timeout_s)
+  _write_report(report, levers_markdown(report))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -602,6 +1030,9 @@ def main(argv):
   except ValueError:
     print('error: --steps and --members must be comma-separated integers', file=sys.stderr)
     sys.exit(2)
+  if FLAGS.gpu_levers:
+    main_levers()
+    return
   on_cpu = jax.devices()[0].platform == 'cpu'
   kwargs = dict(agent_names=FLAGS.agents, sizes=FLAGS.sizes, dtypes=FLAGS.dtypes, steps=steps,
                 members=members, sweep_steps=FLAGS.sweep_steps, rounds=FLAGS.rounds,
@@ -639,17 +1070,7 @@ def main(argv):
     report['settings']['sample_batch'] = 0
   else:
     report = run(**kwargs)
-  report['command'] = ' '.join(['python -m lps_jax.bench'] + sys.argv[1:])
-  text = json.dumps(report, indent=1)
-  if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      f.write(text + '\n')
-  table = markdown_table(report)
-  if FLAGS.markdown:
-    with open(FLAGS.markdown, 'w') as f:
-      f.write(table + '\n')
-  print(table, file=sys.stderr)
-  print(text)
+  _write_report(report, markdown_table(report))
 
 
 if __name__ == '__main__':

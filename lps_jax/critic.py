@@ -16,7 +16,8 @@ def make_critic(config, observation_dim: int, action_dim: int, key) -> train_sta
   """Q ensemble with a Polyak target; config needs critic_hidden_dims, num_critics, lr."""
   module = networks.QEnsemble(tuple(config.critic_hidden_dims), config.num_critics,
                               config.activation, config.critic_layer_norm,
-                              networks.compute_dtype(config))
+                              networks.compute_dtype(config),
+                              config.get('critic_member_batched_input', True))
   params = module.init(key, jnp.zeros((1, observation_dim)), jnp.zeros((1, action_dim)))
   tx = train_state.make_optimizer(config.lr, config.max_grad_norm)
   return train_state.TargetTrainState.create(module.apply, params, tx)

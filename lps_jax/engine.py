@@ -28,16 +28,20 @@ def train_step(agent, data: dataset_lib.DeviceDataset, batch_sharding=None):
   return agent.replace(rng=rng).update(batch)
 
 
-def train_steps(agent, data: dataset_lib.DeviceDataset, num_steps: int, step_fn=train_step):
-  """K = num_steps scanned updates -> (agent, metrics averaged over the K steps)."""
-  agent, infos = jax.lax.scan(lambda a, _: step_fn(a, data), agent, None, length=num_steps)
+def train_steps(agent, data: dataset_lib.DeviceDataset, num_steps: int, step_fn=train_step,
+                unroll: int = 1):
+  """K = num_steps scanned updates -> (agent, metrics averaged over the K steps).
+
+  unroll: updates per iteration of the compiled loop (lax.scan's unroll; the same updates)."""
+  agent, infos = jax.lax.scan(lambda a, _: step_fn(a, data), agent, None, length=num_steps,
+                              unroll=unroll)
   return agent, jax.tree.map(jnp.mean, infos)
 
 
-def make_train_fn(num_steps: int, step_fn=train_step):
+def make_train_fn(num_steps: int, step_fn=train_step, unroll: int = 1):
   """jit(train_steps) for a fixed K, donating the agent."""
-  return jax.jit(functools.partial(train_steps, num_steps=num_steps, step_fn=step_fn),
-                 donate_argnums=(0,))
+  return jax.jit(functools.partial(train_steps, num_steps=num_steps, step_fn=step_fn,
+                                   unroll=unroll), donate_argnums=(0,))
 
 
 # ---------------------------------------------------------------------------------- schedule

@@ -187,13 +187,14 @@ def create_stacked_agents(config, members: Sequence[dict], observation_dim: int,
   return stack(created, template), configs
 
 
-def make_vmapped_train_fn(num_steps: int, step_fn=engine.train_step):
+def make_vmapped_train_fn(num_steps: int, step_fn=engine.train_step, unroll: int = 1):
   """jit(vmap(K scanned updates)) over stacked agents, dataset shared; donates the agents.
 
   A one-member sweep runs the plain engine on the squeezed member (vmap of one member is
-  ~20% slower on a CPU); its inputs and outputs keep the leading [1] axis.
+  ~20% slower on a CPU); its inputs and outputs keep the leading [1] axis. unroll: as in
+  engine.train_steps.
   """
-  scan = lambda agent, data: engine.train_steps(agent, data, num_steps, step_fn)
+  scan = lambda agent, data: engine.train_steps(agent, data, num_steps, step_fn, unroll)
   vmapped = jax.vmap(scan, in_axes=(0, None))
 
   def train(agents, data):

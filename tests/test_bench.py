@@ -108,6 +108,9 @@ def test_bench_json_has_ratios_and_loop_aware_flops(fql_reference_flops):
   assert set(entry['share_of_peak']) == {'unfused', 'K=1', 'K=10', 'N=1', 'N=2'}
   # The shipped FQL agent (whatever form its Euler loop takes) is counted in full.
   assert entry['flops_per_update'] == pytest.approx(fql_reference_flops, rel=0.01)
+  # Kernels per update from the compiled HLO: fused K and the N-member step alike.
+  assert set(entry['kernels_per_update']) == {'K=1', 'K=10', 'N=1', 'N=2'}
+  assert all(k > 10 for k in entry['kernels_per_update'].values())
   assert len(report['load_average_at_start']) == 3
   json.dumps(report)
 
@@ -189,3 +192,102 @@ def test_bad_flags_exit_2_in_one_line():
                         env=cli_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2
   assert proc.stderr.strip().count('\n') == 0 and 'huge' in proc.stderr
+
+
+# ---------------------------------------------------------------------------------- kernels
+HLO_SNIPPET = '''HloModule jit_f, entry_computation_layout={(f32[4]{0})->f32[4]{0}}
+
+%fused_add (param_0: f32[4]) -> f32[4] {
+  %param_0 = f32[4]{0} parameter(0)
+  ROOT %add = f32[4]{0} add(%param_0, %param_0)
+}
+
+%body (arg: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %arg = (s32[], f32[4]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %x = f32[4]{0} get-tuple-element(%arg), index=1
+  %gemm = f32[4]{0} custom-call(%x), custom_call_target="__cublas$gemm"
+  %next = f32[4]{0} fusion(%gemm), kind=kLoop, calls=%fused_add
+  %one = s32[] constant(1)
+  %j = s32[] add(%i, %one)
+  ROOT %t = (s32[], /*index=1*/f32[4]{0}) tuple(%j, %next)
+}
+
+%cond (arg.1: (s32[], f32[4])) -> pred[] {
+  %arg.1 = (s32[], f32[4]{0}) parameter(0)
+  %i.1 = s32[] get-tuple-element(%arg.1), index=0
+  %n = s32[] constant(7)
+  ROOT %lt = pred[] compare(%i.1, %n), direction=LT
+}
+
+ENTRY %main (p: f32[4]) -> f32[4] {
+  %p = f32[4]{0} parameter(0), metadata={op_name="x" source_file="a.py"}
+  %copy = f32[4]{0} copy(%p)
+  %zero = s32[] constant(0)
+  %init = (s32[], f32[4]{0}) tuple(%zero, %copy)
+  %loop = (s32[], f32[4]{0}) while(%init), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"7"}}
+  ROOT %out = f32[4]{0} get-tuple-element(%loop), index=1
+}
+'''
+
+
+def test_count_kernels_parses_hlo_and_counts_loop_bodies_per_trip():
+  counts = bench.count_kernels(HLO_SNIPPET)
+  # entry: 1 copy; body (x7): custom-call, fusion, add; condition (x8): compare.
+  assert counts['kernels'] == 1 + 7 * 3 + 8 * 1
+  assert counts['by_opcode'] == {'add': 7, 'custom-call': 7, 'fusion': 7, 'copy': 1,
+                                 'compare': 8}
+  assert counts['loops'] == [{'trip_count': 7, 'body': 3}] and counts['unknown_trip_loops'] == 0
+  no_trip_count = HLO_SNIPPET.replace(', backend_config={"known_trip_count":{"n":"7"}}', '')
+  assert bench.count_kernels(no_trip_count)['unknown_trip_loops'] == 1
+
+
+def test_count_kernels_of_a_compiled_scan_grows_by_the_body_per_iteration():
+  w = jnp.ones((8, 8))
+
+  def program(length):
+    fn = lambda x: jax.lax.scan(lambda c, _: (jnp.tanh(c @ w) + 1.0, None), x, None,
+                                length=length)[0]
+    return bench.update_kernels(jax.jit(fn).lower(jnp.ones((8, 8))).compile(), length)
+
+  three, seven = program(3), program(7)
+  loop3 = [l for l in three['loops'] if l['trip_count'] == 3]
+  assert loop3 and loop3[0]['body'] >= 1          # at least the matmul in the body
+  per_trip = (seven['kernels'] - three['kernels']) / 4
+  assert per_trip >= loop3[0]['body']             # body (+ condition) per iteration
+  assert seven['per_update'] == seven['kernels'] / 7
+
+
+def test_gpu_levers_preset_runs_on_cpu_at_tiny_size(tmp_path):
+  """The lever preset at tiny size: an in-process lever beside the base row, and an XLA lever
+  in a child process (GPU flags are accepted and ignored on a CPU)."""
+  out = tmp_path / 'levers.json'
+  proc = subprocess.run([sys.executable, '-m', 'lps_jax.bench', '--gpu_levers', '--gpu_size=tiny',
+                         '--agents=lps', '--lever_rows=base,unroll2', '--lever_xla=cmdbuf_off',
+                         '--rounds=1', '--min_time=0.05', '--matmul_size=64', '--budget_s=300',
+                         f'--output={out}'], cwd=REPO, env=cli_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  report = json.loads(out.read_text())
+  rows = {r['lever']: r for r in report['rows']}
+  assert set(rows) == {'base', 'unroll2', 'cmdbuf_off:base'}, report['skipped']
+  assert rows['unroll2']['over_base'] > 0 and rows['unroll2']['expected']
+  assert rows['cmdbuf_off:base']['env'] == {'XLA_FLAGS': '--xla_gpu_enable_command_buffer='}
+  assert rows['cmdbuf_off:base']['child_xla_flags'].endswith('--xla_gpu_enable_command_buffer=')
+  assert rows['cmdbuf_off:base']['over_base_other_process'] > 0
+  for row in rows.values():
+    assert row['agent'] == 'lps' and row['agent_steps_per_s'] > 0
+    assert row['kernels_per_update'] > 10
+    if 'flops_per_update' in row:      # (the FLOP count's compile is left out if time is short)
+      assert 0 < row['share_of_peak']
+    else:
+      assert any(s.endswith('lps flops (budget)') for s in report['skipped'])
+  assert '| lps | unroll2 |' in proc.stderr
+
+
+def test_gpu_levers_bad_names_exit_2_in_one_line():
+  proc = subprocess.run([sys.executable, '-m', 'lps_jax.bench', '--gpu_levers',
+                         '--lever_rows=base,warp_drive'], cwd=REPO, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and proc.stderr.strip().count('\n') == 0
+  assert 'warp_drive' in proc.stderr

@@ -185,3 +185,92 @@ def test_a_failing_worker_ends_the_whole_run_with_one_line(tmp_path):
   assert res.returncode == 1 and len(lines) == 1, res.stderr[-2000:]
   assert lines[0].startswith('error: ') and 'cube-quadruple99' in lines[0]
   assert 'leaked' not in res.stderr and not os.path.exists(tmp_path / 'o')
+
+
+# ---------------------------------------------------------------------------------- lean step
+REFERENCE_STEPS = 150   # one plan of the cube oracle lasts ~90 steps: a new target is set
+
+
+def _reference_episode(collector, seed):
+  """OGBench's data-collection loop stepped through env.step and its gymnasium wrappers (the
+  generator before the lean step), on the collector's own env and oracles."""
+  env, agents = collector.env, collector.agents
+  np.random.seed(seed)
+  ob, info = env.reset(seed=seed)
+  agent = agents[info['privileged/target_task']]
+  agent.reset(ob, info)
+  rows = {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel')}
+  done = False
+  while not done:
+    np.random.rand()    # the random-action draw (p = 0 for play data) still uses the RNG
+    action = np.clip(np.array(agent.select_action(ob, info)), -1, 1)
+    next_ob, _, terminated, truncated, info = env.step(action)
+    done = terminated or truncated
+    if agent.done:
+      agent_ob, agent_info = env.unwrapped.set_new_target(p_stack=0.0)
+      agent = agents[agent_info['privileged/target_task']]
+      agent.reset(agent_ob, agent_info)
+    for key, value in (('observations', ob), ('actions', action), ('terminals', done),
+                       ('qpos', info['prev_qpos']), ('qvel', info['prev_qvel'])):
+      rows[key].append(value)
+    ob = next_ob
+  return {k: np.asarray(v, dtype=bool if k == 'terminals' else np.float32)
+          for k, v in rows.items()}
+
+
+def test_lean_step_writes_the_rows_of_env_step():
+  """Two episodes (with a new oracle target in each) from the lean step are bit-identical to
+  OGBench's loop through env.step on the same env and oracles."""
+  settings = gen.default_settings('cube-single-v0', 'play')
+  collector = gen._Collector('cube-single-v0', 'play', REFERENCE_STEPS, settings, lean=True)
+  assert collector.lean
+  new_targets = []
+  set_new_target = collector.env.unwrapped.set_new_target
+  collector.env.unwrapped.set_new_target = lambda **kw: new_targets.append(1) or set_new_target(**kw)
+  for index in range(2):
+    seed = gen.episode_seed(5, index)
+    lean = collector.episode(seed)
+    before = len(new_targets)
+    reference = _reference_episode(collector, seed)
+    assert len(new_targets) > before   # the episode crossed an oracle target switch
+    assert set(lean) == set(reference)
+    for key in reference:
+      assert lean[key].dtype == reference[key].dtype, key
+      assert lean[key].shape == (REFERENCE_STEPS, *reference[key].shape[1:]), key
+      assert np.array_equal(lean[key], reference[key]), key
+
+
+# ---------------------------------------------------------------------------------- time budget
+class _FakeClock:
+  """time.perf_counter stand-in: one second passes per finished (fake) episode."""
+
+  def __init__(self):
+    self.now = 0.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_time_budget_keeps_the_first_episodes_and_the_val_ones(tmp_path, monkeypatch):
+  clock = _FakeClock()
+
+  def fake_episode(seed):
+    clock.now += 1.0
+    return {'observations': np.full((2, 3), seed % 1000, np.float32),
+            'actions': np.zeros((2, 5), np.float32), 'terminals': np.array([False, True])}
+
+  monkeypatch.setattr(gen.time, 'perf_counter', clock)
+  monkeypatch.setattr(gen, '_worker_init', lambda *args: None)
+  monkeypatch.setattr(gen, '_worker_run', fake_episode)
+  stats = gen.generate_dataset(NAME, 10, str(tmp_path), seed=1, workers=1, val_episodes=2,
+                               time_budget_s=5.5, progress=False)
+  # 2 val episodes (indices 10, 11) first, then train episodes 0, 1, 2, 3 until 5.5 s.
+  assert stats['train_episodes'] == 4 and stats['requested_episodes'] == 10
+  train, val = (_load(p) for p in gen.output_paths(NAME, str(tmp_path)))
+  first = lambda d: d['observations'][::2, 0].astype(int).tolist()
+  assert first(train) == [gen.episode_seed(1, i) % 1000 for i in range(4)]
+  assert first(val) == [gen.episode_seed(1, i) % 1000 for i in (10, 11)]
+  clock.now = 0.0
+  with pytest.raises(gen.GenerateError, match='too short'):
+    gen.generate_dataset(NAME, 10, str(tmp_path / 'b'), seed=1, workers=1, val_episodes=2,
+                         time_budget_s=1.5, progress=False)

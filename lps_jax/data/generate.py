@@ -23,6 +23,11 @@ Determinism: every episode `k` gets its own seed derived from (`--seed`, k); bot
 RNG (used by the OGBench oracles) and the env's RNG are re-seeded at the start of each episode,
 and MuJoCo state is fully reset by `env.reset`, so the arrays do not depend on `--workers`.
 
+Speed (docs/data_generation.md): cube envs step through `lean_cube_step`, OGBench's own calls
+without the work no stored row reads (bit-identical arrays; --nolean: env.step). The val
+episodes are collected first; --time_budget_s=S stops after S seconds and keeps the first train
+episodes that finished; --nocompress writes plain .npz.
+
 Bad input (flags, an unknown env id, an --out that is a file, existing outputs without
 --overwrite) is one line on stderr and exit code 2, checked before any episode is generated; a
 worker that fails ends the whole run at once with one line (exit 1).
@@ -30,6 +35,8 @@ worker that fails ends the whole run at once with one line (exit 1).
 Usage:
   python -m lps_jax.data.generate --env=cube-single-play-v0 --episodes=1000 \
       --out=~/.ogbench/data --workers=2
+  python -m lps_jax.data.generate --env=cube-single-play-v0 --episodes=1000 --val_episodes=1 \
+      --workers=16 --time_budget_s=240 --nocompress --out=/tmp/data    # a time-boxed GPU run
 """
 import math
 import multiprocessing as mp
@@ -40,6 +47,7 @@ import traceback
 import warnings
 
 from absl import flags
+import mujoco
 import numpy as np
 
 from lps_jax import cli, rundir
@@ -94,12 +102,53 @@ def episode_seed(base_seed, episode_index):
   return int(np.random.SeedSequence([int(base_seed), int(episode_index)]).generate_state(1)[0])
 
 
+# -------------------------------------------------------------------------------- lean step
+
+
+def lean_step_applies(env) -> bool:
+  """Whether lean_cube_step reproduces env.step's rows for this (unwrapped) env: OGBench's cube
+  envs in data-collection mode with state observations, never terminated at the goal."""
+  from ogbench.manipspace.envs.cube_env import CubeEnv  # pylint: disable=g-import-not-at-top
+  return (isinstance(env, CubeEnv) and env._mode == 'data_collection'   # pylint: disable=protected-access
+          and env._ob_type == 'states' and not env._terminate_at_goal)  # pylint: disable=protected-access
+
+
+def lean_cube_step(env, action):
+  """OGBench's ManipSpaceEnv.step for a data-collection cube env, minus what no dataset row reads.
+
+  The same OGBench calls in the same order for everything the rows and the oracle read
+  (set_control with its IK solve, mj_step, mj_rnePostConstraint, compute_ob_info,
+  compute_observation), so the arrays are bit-identical (tests/test_generate.py). Left out:
+  the gymnasium wrappers (the caller counts the steps), pre_step's observation dict (only scene
+  and puzzle read it), post_step (target colours and the success flag: neither is stored nor read
+  by the cube oracles), the reward, and two of the three compute_ob_info calls of a step (the
+  observation and the info dict are built from one).
+
+  env: the unwrapped CubeEnv (lean_step_applies); action: [5] in [-1, 1].
+  Returns (next observation [O], info dict) as env.step would.
+  """
+  # pylint: disable=protected-access
+  model, data = env._model, env._data
+  env.set_control(np.array(action))
+  env._prev_qpos = data.qpos.copy()
+  env._prev_qvel = data.qvel.copy()
+  mujoco.mj_step(model, data, nstep=env._n_steps)
+  mujoco.mj_rnePostConstraint(model, data)  # contact forces (the gripper-contact feature)
+  info = env.compute_ob_info()
+  env.compute_ob_info = lambda: info       # compute_observation reads this step's dict ...
+  try:
+    ob = env.compute_observation()
+  finally:
+    del env.compute_ob_info                # ... and the method is the class's again
+  return ob, info
+
+
 # -------------------------------------------------------------------------------- collector
 
 
 class _Collector:
 
-  def __init__(self, env_name, dataset_type, max_episode_steps, settings):
+  def __init__(self, env_name, dataset_type, max_episode_steps, settings, lean=True):
     import gymnasium
 
     import ogbench  # noqa: F401  (registers the envs)
@@ -108,6 +157,7 @@ class _Collector:
     self.dataset_type = dataset_type
     self.s = settings
     self.is_maze = env_name.startswith('pointmaze')
+    self.lean = False      # the lean step: cube envs only (set below)
     if self.is_maze:
       self.env = gymnasium.make(
           env_name, terminate_at_goal=False, max_episode_steps=max_episode_steps)
@@ -121,7 +171,9 @@ class _Collector:
       self.env.reset(seed=0)  # Compile the model once.
       self.has_button_states = hasattr(self.env.unwrapped, '_cur_button_states')
       self.agents = self._make_agents()
+      self.lean = lean and lean_step_applies(self.env.unwrapped)
     self.act_dim = int(np.prod(self.env.action_space.shape))
+    self.max_episode_steps = int(max_episode_steps)
 
   # -- manipulation --------------------------------------------------------------------------------
 
@@ -191,6 +243,7 @@ class _Collector:
       if self.has_button_states:
         ep['button_states'] = []
       done = False
+      num_steps = 0
       while not done:
         if np.random.rand() < self.s['p_random_action']:
           # Uniform random action (env.action_space.sample() would use an unseeded RNG here).
@@ -200,8 +253,13 @@ class _Collector:
           if noisy:
             action = action + np.random.normal(0, [xi, xi, xi, xi * 3, xi * 10], action.shape)
         action = np.clip(action, -1, 1)
-        next_ob, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
+        num_steps += 1
+        if self.lean:   # the same rows as env.step (tested), without the work no row reads
+          next_ob, info = lean_cube_step(env.unwrapped, action)
+          done = num_steps >= self.max_episode_steps
+        else:
+          next_ob, _, terminated, truncated, info = env.step(action)
+          done = terminated or truncated
 
         if agent.done:
           agent_ob, agent_info = env.unwrapped.set_new_target(p_stack=p_stack)
@@ -310,14 +368,14 @@ class WorkerError(RuntimeError):
   """An episode (or a worker's env set-up) failed; the message is one line."""
 
 
-def _worker_init(env_name, dataset_type, max_episode_steps, settings):
+def _worker_init(env_name, dataset_type, max_episode_steps, settings, lean=True):
   """Pool initializer: build the collector. A failure is kept and raised by the first task
   (an initializer that raises would make the pool respawn workers forever)."""
   global _WORKER, _WORKER_ERROR
   if mp.current_process().name != 'MainProcess':
     warnings.simplefilter('ignore')  # Keep worker stderr quiet (glfw/gymnasium import warnings).
   try:
-    _WORKER = _Collector(env_name, dataset_type, max_episode_steps, settings)
+    _WORKER = _Collector(env_name, dataset_type, max_episode_steps, settings, lean)
   except Exception as e:  # pylint: disable=broad-except
     _WORKER_ERROR = f'{type(e).__name__}: {cli.one_line(e)}'
 
@@ -358,25 +416,35 @@ def check_env_registered(env_name):
 
 
 def generate_episodes(dataset_name, num_episodes, seed=0, workers=1, steps_per_episode=1001,
-                      first_index=0, progress=True, **overrides):
-  """Collect `num_episodes` episodes (indices first_index, first_index+1, ...): a list of
-  per-episode dicts of arrays in the official format. Deterministic in (seed, index),
-  independent of `workers`. Raises GenerateError (bad name / env) or WorkerError."""
+                      first_index=0, progress=True, lean=True, indices=None, time_budget_s=0.0,
+                      **overrides):
+  """Collect `num_episodes` episodes (indices first_index, first_index+1, ..., or the given
+  `indices`): a list of per-episode dicts of arrays in the official format. Deterministic in
+  (seed, index), independent of `workers` and `lean` (False: every step through env.step and its
+  gymnasium wrappers, the reference path). time_budget_s > 0: stop collecting once that many
+  seconds have passed (a worker's start-up included) and return the episodes finished in order
+  so far, a prefix of the list. Raises GenerateError (bad name / env) or WorkerError."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
+  start = time.perf_counter()
   env_name, dataset_type = parse_dataset_name(dataset_name)
   check_env_registered(env_name)
   settings = default_settings(env_name, dataset_type)
   settings.update({k: v for k, v in overrides.items() if v is not None})
-  seeds = [episode_seed(seed, first_index + i) for i in range(num_episodes)]
-  init_args = (env_name, dataset_type, int(steps_per_episode), settings)
-  bar = tqdm(total=num_episodes, desc=f'generate {dataset_name}', unit='ep', disable=not progress)
+  if indices is None:
+    indices = range(first_index, first_index + num_episodes)
+  seeds = [episode_seed(seed, i) for i in indices]
+  left = lambda: (time_budget_s - (time.perf_counter() - start)) if time_budget_s > 0 else None
+  init_args = (env_name, dataset_type, int(steps_per_episode), settings, lean)
+  bar = tqdm(total=len(seeds), desc=f'generate {dataset_name}', unit='ep', disable=not progress)
   episodes = []
-  if workers <= 1 or num_episodes <= 1:
+  if workers <= 1 or len(seeds) <= 1:
     rng_state = np.random.get_state()  # Do not leave the caller's global RNG re-seeded.
     try:
       _worker_init(*init_args)
       for s in seeds:
+        if left() is not None and left() <= 0:
+          break
         episodes.append(_worker_run(s))
         bar.update(1)
     finally:
@@ -385,11 +453,15 @@ def generate_episodes(dataset_name, num_episodes, seed=0, workers=1, steps_per_e
     ctx = mp.get_context('spawn')  # Safe even if the parent process has started threads (JAX).
     # Workers inherit the environment at spawn: one BLAS thread each (tiny IK solves).
     with worker_env.scoped_environ({k: '1' for k in _THREAD_VARS}, overwrite=False):
-      pool = ctx.Pool(processes=min(workers, num_episodes), initializer=_worker_init,
+      pool = ctx.Pool(processes=min(workers, len(seeds)), initializer=_worker_init,
                       initargs=init_args)
     try:
-      for ep in pool.imap(_worker_run, seeds, chunksize=1):
-        episodes.append(ep)
+      results = pool.imap(_worker_run, seeds, chunksize=1)
+      for _ in seeds:
+        try:
+          episodes.append(results.next(timeout=None if left() is None else max(left(), 0)))
+        except mp.TimeoutError:
+          break                 # the budget ran out: keep the episodes finished in order
         bar.update(1)
       pool.close()
     finally:
@@ -415,7 +487,7 @@ def check_outputs(dataset_name, out_dir, overwrite=False):
 
 
 def check_settings(num_episodes, steps_per_episode, val_episodes, workers=1, noise=None,
-                   p_random_action=None):
+                   p_random_action=None, time_budget_s=0.0):
   """GenerateError naming the flag of the first bad value (the CLI's flag bounds, from Python)."""
   checks = [('episodes', num_episodes, num_episodes >= 1, '>= 1'),
             ('steps_per_episode', steps_per_episode, steps_per_episode >= 2, '>= 2'),
@@ -423,19 +495,27 @@ def check_settings(num_episodes, steps_per_episode, val_episodes, workers=1, noi
             ('workers', workers, workers >= 1, '>= 1'),
             ('noise', noise, noise is None or 0 <= noise < math.inf, 'finite and >= 0'),
             ('p_random_action', p_random_action,
-             p_random_action is None or 0 <= p_random_action <= 1, 'in [0, 1]')]
+             p_random_action is None or 0 <= p_random_action <= 1, 'in [0, 1]'),
+            ('time_budget_s', time_budget_s, time_budget_s >= 0, '>= 0 (0: none)')]
   for name, value, ok, bound in checks:
     if not ok:
       raise GenerateError(f'--{name} must be {bound} (got {value})')
 
 
 def generate_dataset(dataset_name, num_episodes, out_dir, seed=0, workers=1, steps_per_episode=1001,
-                     val_episodes=None, overwrite=False, progress=True, **overrides):
+                     val_episodes=None, overwrite=False, progress=True, lean=True,
+                     time_budget_s=0.0, compress=True, **overrides):
   """Generate `<out_dir>/<dataset_name>.npz` (train) and `-val.npz` (val). Returns a stats dict.
 
-  Everything (values, dataset name, env id, output paths) is checked before generating."""
+  Train episodes are indices 0..N-1, val episodes N..N+V-1 (V = val_episodes). The val episodes
+  are collected first; with time_budget_s > 0, collection stops when the budget is spent and
+  the train file holds the first M <= N episodes (stats['train_episodes']): the same episodes as
+  a run with N episodes, cut. GenerateError if not even the val episodes and one train episode
+  fit. compress=False writes plain .npz (np.savez: the same arrays, written ~10x faster, ~15%
+  larger). Everything (values, dataset name, env id, output paths) is checked before
+  generating."""
   check_settings(num_episodes, steps_per_episode, val_episodes, workers,
-                 overrides.get('noise'), overrides.get('p_random_action'))
+                 overrides.get('noise'), overrides.get('p_random_action'), time_budget_s)
   if val_episodes is None:
     val_episodes = max(1, num_episodes // 10)
   env_name, _ = parse_dataset_name(dataset_name)
@@ -443,20 +523,27 @@ def generate_dataset(dataset_name, num_episodes, out_dir, seed=0, workers=1, ste
   check_env_registered(env_name)
 
   t0 = time.time()
-  episodes = generate_episodes(dataset_name, num_episodes + val_episodes, seed=seed,
-                               workers=workers, steps_per_episode=steps_per_episode,
-                               progress=progress, **overrides)
+  indices = [*range(num_episodes, num_episodes + val_episodes), *range(num_episodes)]
+  episodes = generate_episodes(dataset_name, len(indices), seed=seed, workers=workers,
+                               steps_per_episode=steps_per_episode, progress=progress, lean=lean,
+                               indices=indices, time_budget_s=time_budget_s, **overrides)
   elapsed = time.time() - t0
-  train, val = _concat(episodes[:num_episodes]), _concat(episodes[num_episodes:])
+  if len(episodes) <= val_episodes:
+    raise GenerateError(f'--time_budget_s={time_budget_s:g} is too short: {len(episodes)} '
+                        f'episodes finished, {val_episodes} val + at least 1 train are needed')
+  val, train = _concat(episodes[:val_episodes]), _concat(episodes[val_episodes:])
 
   os.makedirs(os.path.dirname(train_path) or '.', exist_ok=True)
+  write_start = time.time()
   for path, data in ((train_path, train), (val_path, val)):
     tmp = path[:-len('.npz')] + '.tmp.npz'
-    np.savez_compressed(tmp, **data)
+    (np.savez_compressed if compress else np.savez)(tmp, **data)
     os.replace(tmp, path)
   steps = sum(len(ep['terminals']) for ep in episodes)
   return dict(train_path=train_path, val_path=val_path, train_steps=len(train['terminals']),
-              val_steps=len(val['terminals']), total_steps=steps, seconds=elapsed,
+              val_steps=len(val['terminals']), train_episodes=len(episodes) - val_episodes,
+              requested_episodes=num_episodes, total_steps=steps, seconds=elapsed,
+              write_seconds=time.time() - write_start,
               steps_per_second=steps / max(elapsed, 1e-9))
 
 
@@ -481,7 +568,15 @@ flags.DEFINE_float('noise', None, 'Override the oracle noise level (>= 0).', low
                    flag_values=FLAGS)
 flags.DEFINE_float('p_random_action', None, 'Override the random-action probability.',
                    lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+flags.DEFINE_float('time_budget_s', 0.0, 'Stop collecting after this many seconds (0: none) and '
+                   'write the train episodes finished so far (the first M of --episodes).',
+                   lower_bound=0.0, flag_values=FLAGS)
+flags.DEFINE_bool('compress', True, 'Write compressed .npz (as OGBench); --nocompress: plain .npz, '
+                  'the same arrays, written ~10x faster.', flag_values=FLAGS)
 flags.DEFINE_bool('progress', True, 'Show a progress bar.', flag_values=FLAGS)
+flags.DEFINE_bool('lean', True, 'Cube envs: step without the work no stored row reads (the same '
+                  'arrays); --nolean steps through env.step and its gymnasium wrappers.',
+                  flag_values=FLAGS)
 flags.DEFINE_bool('no_progress', False, 'Same as --noprogress (kept for old command lines).',
                   flag_values=FLAGS)
 flags.mark_flags_as_required(['env', 'episodes', 'out'], flag_values=FLAGS)
@@ -506,6 +601,8 @@ def main(argv=None) -> int:
   try:
     stats = generate_dataset(FLAGS.env, FLAGS.episodes, FLAGS.out, seed=FLAGS.seed,
                              workers=FLAGS.workers, steps_per_episode=FLAGS.steps_per_episode,
+                             lean=FLAGS.lean, time_budget_s=FLAGS.time_budget_s,
+                             compress=FLAGS.compress,
                              val_episodes=FLAGS.val_episodes, overwrite=FLAGS.overwrite,
                              progress=FLAGS.progress and not FLAGS.no_progress,
                              noise=FLAGS.noise, p_random_action=FLAGS.p_random_action)
@@ -515,8 +612,11 @@ def main(argv=None) -> int:
   except WorkerError as e:
     print(f'error: {cli.one_line(e)}', file=sys.stderr)
     return 1
+  if stats['train_episodes'] < stats['requested_episodes']:
+    print(f"time budget reached: {stats['train_episodes']} of {stats['requested_episodes']} "
+          f"training episodes generated (the first {stats['train_episodes']})")
   print(f"wrote {stats['train_path']} ({stats['train_steps']} steps) and {stats['val_path']} "
-        f"({stats['val_steps']} steps)")
+        f"({stats['val_steps']} steps) in {stats['write_seconds']:.1f} s")
   print(f"generation speed: {stats['steps_per_second']:.1f} transitions/s "
         f"({stats['total_steps']} env steps in {stats['seconds']:.1f} s, {FLAGS.workers} workers)")
   return 0
