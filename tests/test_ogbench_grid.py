@@ -173,6 +173,18 @@ def _file(workdir, name):
 def test_grid_resumes_after_sigterm_without_redoing_or_losing_rows(lps_grid, resumed_grid):
   import numpy as np  # pylint: disable=g-import-not-at-top
   workdir, (first, second, third) = resumed_grid
+  assert [stage.returncode for stage in (first, second, third)] == [75, 75, 0], third.stderr
+  # Every row once, equal to the uninterrupted grid's (success.csv is sorted; train.csv in
+  # the order the eval points were reached), and the same params at both eval points.
+  assert _file(workdir, 'success.csv') == _file(lps_grid, 'success.csv')
+  assert _file(workdir, 'train.csv') == _file(lps_grid, 'train.csv')
+  for step in (2, 6):
+    with np.load(os.path.join(workdir, f'params_lps_{step}.npz')) as got, \
+        np.load(os.path.join(lps_grid, f'params_lps_{step}.npz')) as want:
+      assert sorted(got.files) == sorted(want.files)
+      for key in want.files:
+        if key != '__meta__':
+          np.testing.assert_array_equal(got[key], want[key])
   assert first.returncode == 75, first.stderr[-2000:]
   last = first.stderr.strip().splitlines()[-1]
   assert last.startswith('preempted: SIGTERM at step 4 of lps: saved the checkpoint')
@@ -186,23 +198,12 @@ def test_grid_resumes_after_sigterm_without_redoing_or_losing_rows(lps_grid, res
   assert 'resumed from the checkpoint at step 6' in third.stdout      # no training redone
   assert 'redoing the evaluations of step 6' in third.stdout          # they were pending
   assert 'evaluations of step 2' not in third.stdout                  # done: not redone
-  # Every row once, equal to the uninterrupted grid's (success.csv is sorted; train.csv in
-  # the order the eval points were reached), and the same params at both eval points.
-  assert _file(workdir, 'success.csv') == _file(lps_grid, 'success.csv')
-  assert _file(workdir, 'train.csv') == _file(lps_grid, 'train.csv')
-  for step in (2, 6):
-    with np.load(os.path.join(workdir, f'params_lps_{step}.npz')) as got, \
-        np.load(os.path.join(lps_grid, f'params_lps_{step}.npz')) as want:
-      assert sorted(got.files) == sorted(want.files)
-      for key in want.files:
-        if key != '__meta__':
-          np.testing.assert_array_equal(got[key], want[key])
   summary = json.load(open(os.path.join(workdir, 'summary.json')))
   assert summary['agents'][0]['steps_reached'] == 6
   assert summary['agents'][0]['resumed_from_step'] == 6
   grid = json.load(open(os.path.join(workdir, 'grid.json')))
   assert len(grid['resumes']) == 2 and list(grid['finished']) == ['lps']
-  # Without --resume the grid is refused; with other flags too; nothing is written.
+  # Without --resume the grid is refused, and nothing is written.
   before = sorted(os.listdir(workdir))
   res = _run_with_fault(None, *GRID_ARGS, f'--dataset_dir={cube_dir_of(lps_grid)}',
                         f'--workdir={workdir}')
