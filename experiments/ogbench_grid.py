@@ -235,6 +235,7 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
         results.add_train_row({'agent': agent, 'task': task, 'seed': seed, 'step': step,
                                **{k: float(v[t, s]) for k, v in host.items()}})
     results.write(plot=False)       # the rows are on disk before the checkpoint of `step`
+    preemption.inject_fault(f'rows{step}')
     if FLAGS.save_params:
       multitask.save_params(os.path.join(FLAGS.workdir, f'params_{agent}_{step}.npz'),
                             all_params, {**meta, 'step': step})
@@ -525,6 +526,7 @@ class Results:
     return arrived
 
   def write(self, plot=True):
+    self.collect()          # every evaluation finished by now gets its row
     self.summary['evaluations_done'] = len(self.done)
     self.summary['evaluations_pending'] = len(self.pending)
     self.summary['evaluations_failed'] = self.failed
@@ -688,8 +690,7 @@ def run(tasks, seeds, eval_at, state=None):
     if pool is not None:
       pool.terminate()
     summary['wall_seconds'] = time.perf_counter() - wall_start
-    results.collect()         # evaluations that finished before a stop keep their rows
-    rows = results.write()
+    rows = results.write()    # (evaluations that finished before a stop keep their rows)
   log(f'done in {summary["wall_seconds"]:.0f} s; {len(rows)} success rows in {workdir}')
   print(table_markdown(rows, FLAGS.agents))
 
