@@ -681,6 +681,8 @@ def run(tasks, seeds, eval_at, state=None):
       if state is not None and finished is None:
         state.finish(agent, trained)
       results.write()
+      preemption.arm(f'SIGTERM after training {agent}: its checkpoints are saved; continue '
+                     f'with: {grid_resume_command()}')   # the next agent's start-up
     preemption.arm(f'SIGTERM while evaluating: training is saved; the {len(results.pending)} '
                    f'evaluations still running are redone with: {grid_resume_command()}')
     eval_start = time.perf_counter()
