@@ -98,6 +98,14 @@ def end_startup() -> None:
     _state['armed'] = False
 
 
+def exit_preempted(error) -> None:
+  """A CLI's ending on Preempted: 'preempted: <message>' on stderr, exit 75 (one line: a
+  start-up exit under way wins)."""
+  end_startup()
+  print(f'preempted: {error}', file=sys.stderr)
+  sys.exit(EXIT_PREEMPTED)
+
+
 @contextlib.contextmanager
 def holding():
   """A start-up exit waits until this block has finished (e.g. a metric row being written)."""

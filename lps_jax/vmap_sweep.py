@@ -473,9 +473,7 @@ def main(argv):
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   except preemption.Preempted as e:
-    preemption.end_startup()      # one line: never both this and a start-up exit
-    print(f'preempted: {e}', file=sys.stderr)
-    sys.exit(preemption.EXIT_PREEMPTED)
+    preemption.exit_preempted(e)
 
 
 if __name__ == '__main__':
