@@ -621,8 +621,6 @@ class GridState:
                    'created': saved.get('created', now),
                    'resumes': saved.get('resumes', []) + ([now] if self.resuming else []),
                    'finished': saved.get('finished', {})}
-    os.makedirs(self.workdir, exist_ok=True)
-    self.write()
     preemption.set_startup_message(f'SIGTERM while starting up the grid {self.workdir}: '
                                    f'nothing new to save; continue with: '
                                    f'{self.record["resume_command"]}')
@@ -635,6 +633,8 @@ class GridState:
       self._lock.release()
 
   def write(self):
+    """grid.json: written once the inputs are checked and loaded, before any row or
+    checkpoint, and again as each agent's training finishes."""
     from lps_jax import rundir  # pylint: disable=g-import-not-at-top
     rundir.write_json(os.path.join(self.workdir, GRID_FILE), self.record)
 
@@ -673,6 +673,8 @@ def run(tasks, seeds, eval_at, state=None):
                               load_seconds=time.perf_counter() - load_start)
     log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")
     pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
+    if state is not None:
+      state.write()
     for agent in FLAGS.agents:
       finished = state.finished(agent) if state is not None else None
       trained = train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results,
