@@ -304,7 +304,8 @@ def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int =
         if sweep.resuming:
           print(f'resuming the sweep {sweep.path} from step {step}'
                 + (f' (moved the {moved} member metric rows logged after it to '
-                   f'{os.path.basename(where)}/ in the member directories)' if moved else ''),
+                   f'set_aside/{os.path.basename(where)}/ in the member directories)'
+                   if moved else ''),
                 file=sys.stderr)
       return _train_members(config, task, members, agents, data, make_train_fn, ckpt,
                             loggers, step, sweep, mesh, progress, evaluate, resume_command)
