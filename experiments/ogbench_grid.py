@@ -28,6 +28,13 @@ Several runs (e.g. one process per agent sharing a GPU) are combined into one ta
 
   python experiments/ogbench_grid.py --merge=runs/lps,runs/qcfql,runs/fql --workdir=runs/all
 
+Preemption: the grid holds <workdir>.lock, checkpoints each agent's [tasks x seeds] program in
+<workdir>/checkpoints/<agent>/ (every --checkpoint_interval steps, at each eval point, at the end
+and on SIGTERM, which then exits 75; grid.json records the flags and the finished agents), and
+continues with the same command plus --resume: training from the last checkpoint, evaluation
+points already done kept (success.csv / train.csv rows are never rewritten or duplicated),
+evaluations that were still pending redone from the checkpoint of their step.
+
 Sizes: cpu = 2x128 every network, batch 128; paper = the agent's ogbench config (LPS: flow
 4x512, critic 4x256, latent actor 2x256; QC-FQL: flow / one-step 4x512, critic 4x256; FQL:
 4x512), batch 256; tiny = 2x16, batch 16 (tests).
@@ -35,7 +42,6 @@ Sizes: cpu = 2x128 every network, batch 128; paper = the agent's ogbench config 
 import csv
 import json
 import os
-import signal
 import sys
 import time
 
@@ -91,6 +97,19 @@ flags.DEFINE_list('evaluate_saved', [], 'Folders with the params_*.npz of --save
                   'evaluate them here into --workdir (no training).')
 flags.DEFINE_list('merge', [], 'Workdirs of earlier runs: combine their success.csv / '
                   'train.csv / summary.json into --workdir (no training).')
+flags.DEFINE_bool('resume', False, 'Continue the grid in --workdir (after a preemption): '
+                  'training from the last checkpoints, evaluation points already done kept.')
+flags.DEFINE_integer('checkpoint_interval', 10_000, 'Checkpoint every N steps (at the first '
+                     'call boundary after), besides the eval points, the end and SIGTERM; 0: '
+                     'only those.', lower_bound=0)
+
+GRID_FILE = 'grid.json'
+CHECKPOINT_DIR = 'checkpoints'
+GRID_OUTPUTS = (GRID_FILE, 'success.csv', 'train.csv', 'summary.json', 'table.md', CHECKPOINT_DIR)
+# Flags a resumed grid must share with the run it continues (the others, e.g. --num_steps,
+# --eval_at, --time_budget_s, --eval_workers, --evaluate, may change).
+SAME_ON_RESUME = ('agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'steps_per_call',
+                  'eval_episodes', 'dataset_episodes', 'dataset_steps_per_episode')
 
 
 class GridError(ValueError):
@@ -227,10 +246,16 @@ def load_tasks(tasks, sparse: bool):
   return per_task, info
 
 
-def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results):
-  """Train one agent's tasks x seeds program, submitting evaluations -> its summary."""
+def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results, train=True):
+  """Train one agent's tasks x seeds program, submitting evaluations -> its summary.
+
+  Resumes from the agent's last checkpoint when there is one (--resume); first resubmits the
+  evaluations of earlier eval points that have no success rows (a preemption lost them).
+  train=False (an agent whose training finished before): only that.
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax import checkpoint, config_lib, engine, multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax import preemption  # pylint: disable=g-import-not-at-top
   configs = [run_config(agent, task) for task in tasks]
   config = configs[0]
   try:
@@ -245,52 +270,89 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   train_fn = multitask.make_train_fn(FLAGS.steps_per_call, data)
   num_members = len(tasks) * len(seeds)
   pieces = max(1, (FLAGS.eval_workers or 1) // num_members)
-  start = time.perf_counter()
-  step, compile_s, evaluated = 0, None, set()
+  ckpt = checkpoint.Checkpointer(os.path.join(FLAGS.workdir, CHECKPOINT_DIR, agent),
+                                 max_to_keep=2, keep_steps=list(eval_at) + [FLAGS.num_steps])
+  meta = {'agent': agent, 'domain': FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
+          'seeds': seeds, 'obs_dim': obs_dim, 'action_dim': action_dim}
 
-  def submit_eval(step, metrics):
+  def record_eval_point(step, metrics):
+    """The train rows (once) and --save_params file of an eval point -> all params (numpy)."""
     host = jax.device_get(metrics)
     all_params = multitask.host_params(agents)
-    if FLAGS.save_params:
-      path = os.path.join(FLAGS.workdir, f'params_{agent}_{step}.npz')
-      multitask.save_params(path, all_params, {
-          'agent': agent, 'domain': FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
-          'seeds': seeds, 'step': step, 'obs_dim': obs_dim, 'action_dim': action_dim})
     for t, task in enumerate(tasks):
       for s, seed in enumerate(seeds):
-        if FLAGS.evaluate:
-          submit_member(pool, results, agent_cfg, obs_dim, action_dim,
-                        multitask.member_params(all_params, t, s), configs[t].task, pieces,
-                        (agent, task, seed, step))
-        results.train_rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
-                           **{k: float(v[t, s]) for k, v in host.items()}})
-    evaluated.add(step)
+        results.add_train_row({'agent': agent, 'task': task, 'seed': seed, 'step': step,
+                               **{k: float(v[t, s]) for k, v in host.items()}})
+    results.write(plot=False)       # the rows are on disk before the checkpoint of `step`
+    preemption.inject_fault(f'rows{step}')
+    if FLAGS.save_params:
+      multitask.save_params(os.path.join(FLAGS.workdir, f'params_{agent}_{step}.npz'),
+                            all_params, {**meta, 'step': step})
+    return all_params
 
-  while step < FLAGS.num_steps:
-    agents, metrics = train_fn(agents, data)
-    step += FLAGS.steps_per_call
-    jax.block_until_ready(metrics)   # no run-ahead dispatch: the budget check sees real time
-    if compile_s is None:
-      compile_s = time.perf_counter() - start
-      steady_start, steady_from = time.perf_counter(), step
-    elapsed = time.perf_counter() - start
-    over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
-    if step in eval_at or over_budget or step >= FLAGS.num_steps:
-      submit_eval(step, metrics)
-    # Progress so far, written with every output (a run stopped mid-training still says it).
-    results.summary['training'] = {'agent': agent, 'step': step, 'seconds': elapsed,
-                                   'first_call_seconds': compile_s}
-    if step % (10 * FLAGS.steps_per_call) == 0 or over_budget:
-      log(f'{agent}: step {step} ({elapsed:.0f} s)')
-    if results.collect():
-      results.write()
-    if over_budget:
-      break
-  jax.block_until_ready(agents)
+  def submit_point(step, all_params):
+    """Evaluations of the members of eval point `step` that have no success row yet."""
+    if not FLAGS.evaluate:
+      return
+    for t, task in enumerate(tasks):
+      for s, seed in enumerate(seeds):
+        tag = (agent, task, seed, step)
+        if not results.has_success(tag):
+          submit_member(pool, results, agent_cfg, obs_dim, action_dim,
+                        multitask.member_params(all_params, t, s), configs[t].task, pieces, tag)
+
+  try:
+    step = 0
+    if FLAGS.resume:
+      agents, restored = ckpt.restore(agents)
+      step = restored or 0
+      if step:
+        log(f'{agent}: resumed from the checkpoint at step {step}')
+    redo_evaluations(agent, tasks, seeds, step, agents, ckpt, results, submit_point, meta, log)
+    start = time.perf_counter()
+    first_step, compile_s, steady_start, steady_from = step, None, None, step
+    with preemption.StopSignal() as stop:
+      while train and step < FLAGS.num_steps:
+        agents, metrics = train_fn(agents, data)
+        preemption.end_startup()   # compiled and running: SIGTERM now saves at a boundary
+        previous, step = step, step + FLAGS.steps_per_call
+        preemption.inject_fault(step)
+        jax.block_until_ready(metrics)   # no run-ahead dispatch: the budget check sees real time
+        if compile_s is None:
+          compile_s = time.perf_counter() - start
+          steady_start, steady_from = time.perf_counter(), step
+        elapsed = time.perf_counter() - start
+        over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
+        at_eval = step in eval_at or over_budget or step >= FLAGS.num_steps
+        all_params = record_eval_point(step, metrics) if at_eval else None
+        if (at_eval or stop.requested
+            or engine.falls_due(previous, step, FLAGS.checkpoint_interval)):
+          ckpt.save(step, agents)      # after the rows it stands for are on disk
+        if stop.requested:
+          ckpt.wait()
+          raise preemption.Preempted(
+              f'SIGTERM at step {step} of {agent}: saved the checkpoint {ckpt.path(step)}; '
+              f'pending evaluations are redone on resume; continue with: '
+              f'{grid_resume_command()}')
+        if at_eval:
+          submit_point(step, all_params)
+        # Progress so far, written with every output (a run stopped mid-training still says it).
+        results.summary['training'] = {'agent': agent, 'step': step, 'seconds': elapsed,
+                                       'first_call_seconds': compile_s}
+        if step % (10 * FLAGS.steps_per_call) == 0 or over_budget:
+          log(f'{agent}: step {step} ({elapsed:.0f} s)')
+        if results.collect():
+          results.write()
+        if over_budget:
+          break
+    jax.block_until_ready(agents)
+    ckpt.wait()
+  finally:
+    ckpt.close()
   train_s = time.perf_counter() - start
-  steady_s = time.perf_counter() - steady_start
   steady_steps = step - steady_from
-  rate = steady_steps / steady_s if steady_steps else float('nan')
+  rate = (steady_steps / (time.perf_counter() - steady_start) if steady_steps
+          else float('nan'))
   summary = {
       'agent': agent, 'horizon': agent_cfg.horizon, 'alpha': agent_cfg.get('alpha'),
       'batch_size': agent_cfg.batch_size,
@@ -300,19 +362,55 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
       'members': num_members, 'steps_reached': step, 'train_seconds': train_s,
       'first_call_seconds': compile_s, 'steps_per_second': rate,   # after the first call
       'agent_steps_per_second': rate * num_members,
-      'agent_steps_per_second_with_compile': step * num_members / train_s,
-      'eval_steps': sorted(evaluated),
+      'agent_steps_per_second_with_compile': (step - first_step) * num_members / train_s,
+      'eval_steps': results.train_steps(agent),
   }
+  if first_step:
+    summary['resumed_from_step'] = first_step
   log(f"{agent}: {step} steps x {num_members} members in {train_s:.0f} s (first call "
-      f"{compile_s:.0f} s); {summary['agent_steps_per_second']:.0f} agent-steps/s")
+      f"{compile_s or 0:.0f} s); {summary['agent_steps_per_second']:.0f} agent-steps/s")
   return summary
+
+
+def redo_evaluations(agent, tasks, seeds, step, agents, ckpt, results, submit_point, meta,
+                     log):
+  """Eval points up to the restored `step` whose members lack success rows (their evaluations
+  were pending when the grid stopped), or whose --save_params file is missing: their params
+  come from the checkpoint of that point (kept for it) and are evaluated / saved again."""
+  from lps_jax import checkpoint, multitask  # pylint: disable=g-import-not-at-top
+  for point in results.train_steps(agent):
+    if point > step:
+      continue          # recomputed by training (its rows are kept, not written twice)
+    npz = os.path.join(FLAGS.workdir, f'params_{agent}_{point}.npz')
+    missing = FLAGS.evaluate and any(not results.has_success((agent, task, seed, point))
+                                     for task in tasks for seed in seeds)
+    need_npz = FLAGS.save_params and not os.path.exists(npz)
+    if not (missing or need_npz):
+      continue
+    if point == step:
+      params = multitask.host_params(agents)
+    elif point in ckpt.steps:
+      try:
+        params = multitask.host_params(ckpt.restore(agents, step=point)[0])
+      except checkpoint.CheckpointError as e:
+        log(f'{agent}: cannot redo the evaluations of step {point}: {e}')
+        continue
+    else:
+      log(f'{agent}: cannot redo the evaluations of step {point}: no checkpoint of it')
+      continue
+    if need_npz:
+      multitask.save_params(npz, params, {**meta, 'step': point})
+    log(f'{agent}: redoing the evaluations of step {point} that were pending')
+    submit_point(point, params)
 
 
 def submit_member(pool, results, agent_cfg, obs_dim, action_dim, params, env_name, pieces,
                   tag):
   """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step)."""
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
-  for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
+  jobs = eval_pool.split_episodes(FLAGS.eval_episodes, pieces)
+  results.expected[tag] = len(jobs)        # its success row is written once all are done
+  for episodes in jobs:
     results.pending.append(pool.submit(eval_pool.EvalJob(
         agent_cfg, obs_dim, action_dim, params, env_name, episodes.start, len(episodes),
         tag[2], tag)))
@@ -322,20 +420,34 @@ def write_csv(path, rows):
   if not rows:
     return
   keys = list(dict.fromkeys(k for row in rows for k in row))
-  with open(path, 'w', newline='') as f:
+  with open(path + '.tmp', 'w', newline='') as f:     # atomic: a kill never truncates it
     writer = csv.DictWriter(f, keys)
     writer.writeheader()
     writer.writerows(rows)
+  os.replace(path + '.tmp', path)
 
 
-def success_rows(results):
+def write_text(path, text):
+  with open(path + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def success_rows(results, kept=()):
+  """The rows of success.csv: `kept` (those of the run a resumed grid continues) and one per
+  member evaluation in `results` (episode-weighted means of its pieces), sorted by (agent,
+  task, seed, step)."""
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
-  rows = []
-  for (agent, task, seed, step), m in sorted(eval_pool.merge(results).items()):
+  rows = list(kept)
+  for (agent, task, seed, step), m in eval_pool.merge(results).items():
     rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
                  'success': m['success'], 'return': m['return'],
                  'episode_length': m['episode_length'], 'episodes': m['num_episodes']})
-  return rows
+  return sorted(rows, key=row_key)
+
+
+def row_key(row):
+  return (row['agent'], int(row['task']), int(row['seed']), int(row['step']))
 
 
 def table_markdown(rows, agents, domain=None, size=None):
@@ -396,16 +508,16 @@ def plot_curves(path, rows, agents, domain=None):
   plt.close(fig)
 
 
-def write_outputs(workdir, agents, rows, train_rows, summary, domain=None, size=None):
-  """success.csv, train.csv, table.md, summary.json and curves.png into workdir."""
+def write_outputs(workdir, agents, rows, train_rows, summary, domain=None, size=None,
+                  plot=True):
+  """success.csv, train.csv, table.md, summary.json and curves.png (if plot) into workdir."""
   write_csv(os.path.join(workdir, 'success.csv'), rows)
   write_csv(os.path.join(workdir, 'train.csv'), train_rows)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(table_markdown(rows, agents, domain, size))
-  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=2, default=str)
+  write_text(os.path.join(workdir, 'table.md'), table_markdown(rows, agents, domain, size))
+  write_text(os.path.join(workdir, 'summary.json'), json.dumps(summary, indent=2, default=str))
   try:
-    plot_curves(os.path.join(workdir, 'curves.png'), rows, agents, domain)
+    if plot:
+      plot_curves(os.path.join(workdir, 'curves.png'), rows, agents, domain)
   except Exception as e:  # pylint: disable=broad-except  (a plot must not lose the numbers)
     print(f'plot failed: {e}', file=sys.stderr)
   return rows
@@ -419,6 +531,37 @@ class Results:
     self.domain, self.size = domain, size
     self.pending, self.done, self.train_rows = [], [], []
     self.failed = 0
+    self.kept = []            # success rows of the run this one resumes
+    self.expected = {}        # tag -> evaluation jobs submitted for it
+
+  def load(self):
+    """Resume: the success / train rows already in workdir (kept as they are)."""
+    for name, rows in (('success.csv', self.kept), ('train.csv', self.train_rows)):
+      path = os.path.join(self.workdir, name)
+      if os.path.exists(path):
+        rows += read_csv(path, numeric=('task', 'seed', 'step', 'episodes'))
+
+  def complete(self):
+    """self.done without the pieces of members whose other pieces are still running."""
+    count = {}
+    for tag, _, _ in self.done:
+      count[tag] = count.get(tag, 0) + 1
+    return [r for r in self.done if count[r[0]] >= self.expected.get(r[0], 1)]
+
+  def has_success(self, tag) -> bool:
+    """Whether member evaluation `tag` (agent, task, seed, step) has its success row."""
+    return (any(row_key(r) == tag for r in self.kept)
+            or any(t == tag for t, _, _ in self.complete()))
+
+  def add_train_row(self, row) -> None:
+    """A train row, unless one with its (agent, task, seed, step) is there (a resumed grid
+    recomputes the same values)."""
+    if not any(row_key(r) == row_key(row) for r in self.train_rows):
+      self.train_rows.append(row)
+
+  def train_steps(self, agent):
+    """The eval points recorded for `agent` (its train rows)."""
+    return sorted({int(r['step']) for r in self.train_rows if r['agent'] == agent})
 
   def collect(self, block: bool = False) -> bool:
     """Move finished evaluations to done (all of them if block) -> whether any arrived."""
@@ -434,12 +577,13 @@ class Results:
           print(f'evaluation failed: {type(e).__name__}: {e}', file=sys.stderr, flush=True)
     return arrived
 
-  def write(self):
+  def write(self, plot=True):
+    self.collect()          # every evaluation finished by now gets its row
     self.summary['evaluations_done'] = len(self.done)
     self.summary['evaluations_pending'] = len(self.pending)
     self.summary['evaluations_failed'] = self.failed
-    return write_outputs(self.workdir, self.agents, success_rows(self.done), self.train_rows,
-                         self.summary, self.domain, self.size)
+    return write_outputs(self.workdir, self.agents, success_rows(self.complete(), self.kept),
+                         self.train_rows, self.summary, self.domain, self.size, plot)
 
   def drain(self, log):
     """Wait for every pending evaluation, writing the outputs as they arrive."""
@@ -456,8 +600,108 @@ def make_log():
   return lambda message: print(f'[{time.perf_counter() - start:6.0f} s] {message}', flush=True)
 
 
-def run(tasks, seeds, eval_at):
+def grid_resume_command():
+  from lps_jax import sweep_checkpoint  # pylint: disable=g-import-not-at-top
+  return sweep_checkpoint.resume_command(sys.argv[0], sys.argv)
+
+
+def check_grid_dir(workdir, resume, tasks, seeds):
+  """The grid.json of the grid `workdir` holds when resuming it (None: start afresh); GridError
+  if the workdir cannot be used as asked (a grid without --resume, other flags, outputs of a
+  grid that kept no record). Reads only."""
+  found = [n for n in GRID_OUTPUTS if n != GRID_FILE and os.path.exists(os.path.join(workdir, n))]
+  path = os.path.join(workdir, GRID_FILE)
+  if not found:
+    return None        # nothing logged yet (at most a grid.json): start afresh
+  if not os.path.exists(path):
+    raise GridError(f'workdir {workdir} holds grid outputs ({", ".join(found)}) but no '
+                    f'{GRID_FILE} to resume them from; choose another --workdir')
+  if not resume:
+    raise GridError(f'workdir {workdir} already holds a grid; pass --resume to continue it, '
+                    f'or choose another --workdir')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+    before = saved['flags']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise GridError(f'{path} is unreadable ({type(e).__name__}); choose another '
+                    f'--workdir') from None
+  now = grid_flags(tasks, seeds)
+  diffs = [f'--{k}: {before.get(k)} -> {now[k]}' for k in SAME_ON_RESUME if before.get(k) != now[k]]
+  if diffs:
+    raise GridError(f'--resume: the grid in {workdir} was started with other flags: '
+                    + '; '.join(diffs) + ' (use the same flags, or another --workdir)')
+  return saved
+
+
+def grid_flags(tasks, seeds):
+  """The SAME_ON_RESUME flags as stored in grid.json (tasks and seeds as lists)."""
+  values = {k: FLAGS[k].value for k in SAME_ON_RESUME}
+  values.update(tasks=list(tasks), seeds=list(seeds))
+  return json.loads(json.dumps(values))
+
+
+class GridState:
+  """A training grid's <workdir>.lock (held while it runs) and <workdir>/grid.json: the flags,
+  the command that resumes it, and the summaries of the agents whose training finished."""
+
+  def __init__(self, tasks, seeds):
+    self.workdir, self.tasks, self.seeds = FLAGS.workdir, tasks, seeds
+    self.saved, self._lock = None, None
+
+  @property
+  def resuming(self):
+    return self.saved is not None
+
+  def __enter__(self):
+    import datetime  # pylint: disable=g-import-not-at-top
+    from lps_jax import preemption, rundir  # pylint: disable=g-import-not-at-top
+    try:
+      self._lock = rundir.RunLock.acquire(self.workdir)
+    except rundir.RunDirError as e:
+      raise GridError(str(e)) from None
+    preemption.add_cleanup(self._lock.release)
+    try:
+      self.saved = check_grid_dir(self.workdir, FLAGS.resume, self.tasks, self.seeds)
+    except GridError:
+      self.__exit__()
+      raise
+    now = datetime.datetime.now().isoformat(timespec='seconds')
+    saved = self.saved or {}
+    self.record = {'flags': grid_flags(self.tasks, self.seeds), 'argv': sys.argv,
+                   'resume_command': grid_resume_command(),
+                   'created': saved.get('created', now),
+                   'resumes': saved.get('resumes', []) + ([now] if self.resuming else []),
+                   'finished': saved.get('finished', {})}
+    preemption.set_startup_message(f'SIGTERM while starting up the grid {self.workdir}: '
+                                   f'nothing new to save; continue with: '
+                                   f'{self.record["resume_command"]}')
+    return self
+
+  def __exit__(self, *exc):
+    from lps_jax import preemption  # pylint: disable=g-import-not-at-top
+    if self._lock is not None:
+      preemption.remove_cleanup(self._lock.release)
+      self._lock.release()
+
+  def write(self):
+    """grid.json: written once the inputs are checked and loaded, before any row or
+    checkpoint, and again as each agent's training finishes."""
+    from lps_jax import rundir  # pylint: disable=g-import-not-at-top
+    rundir.write_json(os.path.join(self.workdir, GRID_FILE), self.record)
+
+  def finished(self, agent):
+    """The summary of `agent` if its training finished in a run this one resumes."""
+    return self.record['finished'].get(agent)
+
+  def finish(self, agent, summary):
+    self.record['finished'][agent] = summary
+    self.write()
+
+
+def run(tasks, seeds, eval_at, state=None):
   import jax  # pylint: disable=g-import-not-at-top
+  from lps_jax import preemption  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   workdir = FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
@@ -470,6 +714,8 @@ def run(tasks, seeds, eval_at):
       'eval_episodes', 'eval_workers', 'time_budget_s', 'dataset_dir', 'dataset_episodes',
       'workers')}, 'devices': [str(d) for d in jax.devices()], 'agents': []}
   results = Results(workdir, summary, FLAGS.agents)
+  if state is not None and state.resuming:
+    results.load()           # rows already logged are kept as they are, never written twice
   pool = None
   try:
     summary['dataset'] = ensure_dataset()
@@ -480,10 +726,20 @@ def run(tasks, seeds, eval_at):
                               load_seconds=time.perf_counter() - load_start)
     log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")
     pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
+    if state is not None:
+      state.write()
     for agent in FLAGS.agents:
-      summary['agents'].append(train_agent(agent, tasks, seeds, eval_at, per_task, info, pool,
-                                           log, results))
+      finished = state.finished(agent) if state is not None else None
+      trained = train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results,
+                            train=finished is None)
+      summary['agents'].append(finished or trained)
+      if state is not None and finished is None:
+        state.finish(agent, trained)
       results.write()
+      preemption.arm(f'SIGTERM after training {agent}: its checkpoints are saved; continue '
+                     f'with: {grid_resume_command()}')   # the next agent's start-up
+    preemption.arm(f'SIGTERM while evaluating: training is saved; the {len(results.pending)} '
+                   f'evaluations still running are redone with: {grid_resume_command()}')
     eval_start = time.perf_counter()
     results.drain(log)
     summary['eval_tail_seconds'] = time.perf_counter() - eval_start
@@ -585,13 +841,12 @@ def evaluate_saved(params_dirs, workdir):
   print(table_markdown(rows, results.agents, results.domain, results.size))
 
 
-def _exit_on_sigterm(signum, frame):
-  del frame
-  sys.exit(128 + signum)   # raises SystemExit here, so run()'s finally writes the outputs
-
-
 def main(argv):
-  signal.signal(signal.SIGTERM, _exit_on_sigterm)
+  from lps_jax import preemption  # pylint: disable=g-import-not-at-top
+  preemption.install()   # a SIGTERM while starting up exits 75 at once; in training: checkpoint
+  preemption.inject_fault('start')
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (orbax, jax)
   if len(argv) > 1:
     print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
     sys.exit(2)
@@ -599,16 +854,22 @@ def main(argv):
   warnings.simplefilter('ignore')
   from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
+  from lps_jax import checkpoint  # pylint: disable=g-import-not-at-top
   try:
     if FLAGS.merge:
       merge_runs(FLAGS.merge, FLAGS.workdir)
     elif FLAGS.evaluate_saved:
       evaluate_saved(FLAGS.evaluate_saved, FLAGS.workdir)
     else:
-      run(*parse_flags())
-  except (GridError, dataset_lib.DatasetError, generate.GenerateError) as e:
+      tasks, seeds, eval_at = parse_flags()
+      with GridState(tasks, seeds) as state:     # <workdir>.lock, grid.json; --resume
+        run(tasks, seeds, eval_at, state)
+  except (GridError, dataset_lib.DatasetError, generate.GenerateError,
+          checkpoint.CheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except preemption.Preempted as e:
+    preemption.exit_preempted(e)
 
 
 if __name__ == '__main__':

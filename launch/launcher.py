@@ -10,7 +10,10 @@
                   SIGTERM: each saves a checkpoint and stops (exit 75).
   --mode=vmap     the whole grid x seeds as ONE vmapped program
                   (lps_jax.vmap_sweep.run_vmapped_sweep); only leaf hyperparameters (lr,
-                  hparams such as tau/alpha) may vary. Member logs in out/vmap/member_###/.
+                  hparams such as tau/alpha) may vary. Member logs in out/vmap/member_###/,
+                  checkpoints in out/vmap/checkpoints/. Re-running the same command resumes
+                  the sweep from its last checkpoint (a finished one is only collected);
+                  SIGTERM saves a checkpoint and exits 75 (--overwrite: start afresh).
   --mode=slurm    write out/slurm/sweep.sbatch (a job array, one task per run, requeued after
                   preemption) and out/slurm/commands.tsv; nothing is submitted.
   --mode=tpu      write out/tpu/launch.sh: every run in turn on all hosts of a TPU pod slice
@@ -187,14 +190,14 @@ def run_local(spec, runs, out: str, parallel: int, gpus: List[str], rerun: bool,
 
 
 # ---------------------------------------------------------------------------------- vmap
-def run_vmap(spec, runs, out: str, overwrite: bool) -> int:
+def run_vmap(spec, runs, out: str, overwrite: bool, spec_path: Optional[str] = None) -> int:
   try:
     from lps_jax import vmap_sweep as sweep_lib  # pylint: disable=g-import-not-at-top
     run_vmapped_sweep = sweep_lib.run_vmapped_sweep
   except (ImportError, AttributeError):
     raise LaunchError('--mode=vmap needs lps_jax.vmap_sweep.run_vmapped_sweep, which this checkout '
                       'does not have; use --mode=local') from None
-  from lps_jax import parallel, rundir  # pylint: disable=g-import-not-at-top
+  from lps_jax import parallel, preemption, rundir  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   loop_flags = {k: v for k, v in spec.flags.items()
                 if k in ('num_steps', 'log_interval', 'eval_interval')}
@@ -202,19 +205,24 @@ def run_vmap(spec, runs, out: str, overwrite: bool) -> int:
   if ignored:
     print(f"--mode=vmap: ignoring spec flags {ignored} (lps_jax.main options)", file=sys.stderr)
   workdir = os.path.join(out, 'vmap')
-  if os.path.exists(workdir):
-    if not overwrite:
-      raise LaunchError(f'{workdir} already holds a vmapped sweep; pass --overwrite to move it '
-                        f'aside')
+  if os.path.exists(workdir) and overwrite:
     print(f'--overwrite: moved {workdir} to {rundir.move_aside(workdir)}', file=sys.stderr)
   config = spec_lib.apply_overrides(spec_lib.load_config(spec.config),
                                     {**loop_flags, **spec.overrides})
   members = [{'seed': run.seed, **run.overrides} for run in runs]
   mesh = parallel.make_mesh(1) if jax.device_count() > 1 else None
-  try:
-    run_vmapped_sweep(config, members, workdir, progress=True, mesh=mesh)
-  except (sweep_lib.SweepError, parallel.ShardingError) as e:
+  command = spec_path and shlex.join(['python', '-m', 'launch.launcher', f'--spec={spec_path}',
+                                      f'--out={out}', '--mode=vmap'])
+  try:      # always resume: the same command continues an interrupted vmapped sweep
+    run_vmapped_sweep(config, members, workdir, progress=True, mesh=mesh, resume=True,
+                      resume_command=command)
+  except (sweep_lib.SweepError, parallel.ShardingError, rundir.RunDirError,
+          sweep_lib.checkpoint.CheckpointError) as e:
     raise LaunchError(f'--mode=vmap: {e}') from None
+  except preemption.Preempted as e:
+    preemption.end_startup()      # one line: never both this and a start-up exit
+    print(f'preempted: {e}', file=sys.stderr)
+    return EXIT_INTERRUPTED
   workdirs = {run.name: sweep_lib.member_dir(workdir, i) for i, run in enumerate(runs)}
   _finish(spec, runs, out, {run.name: 'done' for run in runs}, workdirs)
   return 0
@@ -341,7 +349,7 @@ def sweep(spec_path: str, mode: str, out: str, parallel: int = 0, gpus=(), rerun
   if mode == 'local':
     return run_local(spec, runs, out, parallel, list(gpus), rerun, python or sys.executable)
   if mode == 'vmap':
-    return run_vmap(spec, runs, out, overwrite)
+    return run_vmap(spec, runs, out, overwrite, spec_path)
   if mode == 'slurm':
     path = write_slurm(spec, runs, out, parallel, python or 'python')
     print(f'wrote {path} ({len(runs)} array tasks); submit with: sbatch {path}')
@@ -362,6 +370,9 @@ def parse_flags(argv):
 
 
 def main(argv):
+  if FLAGS.mode == 'vmap':        # one program: a SIGTERM while it starts up exits 75 at once
+    from lps_jax import preemption  # pylint: disable=g-import-not-at-top
+    preemption.install()
   if len(argv) > 1:
     _fail(f'unexpected arguments: {argv[1:]}')
   try:

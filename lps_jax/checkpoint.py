@@ -107,11 +107,18 @@ def _quiet_abandoned_reads() -> None:
 class Checkpointer:
   """Save / restore the agent every N steps in `directory` (orbax CheckpointManager)."""
 
-  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+  def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True,
+               keep_steps=()):
+    """keep_steps: steps kept besides the latest max_to_keep (e.g. evaluation points whose
+    evaluations may have to be redone after a preemption)."""
     self.directory = os.path.abspath(directory)
     self.bad_directory = os.path.join(os.path.dirname(self.directory), BAD_DIR)
+    policy = ocp.checkpoint_managers.LatestN(max_to_keep)
+    if keep_steps:
+      policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+          [policy, ocp.checkpoint_managers.CustomSteps(sorted(int(s) for s in keep_steps))])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(max_to_keep),
+        preservation_policy=policy,
         enable_async_checkpointing=async_save,
         cleanup_tmp_directories=False,    # partial saves are moved aside by restore() instead
         create=True)
@@ -225,7 +232,8 @@ class Checkpointer:
         if bad:
           self._manager.reload()
           logging.warning('resumed from the previous good checkpoint %s', self.path(candidate))
-        return flax.serialization.from_state_dict(template, restored['state']), candidate
+        state = _uncommitted_like(restored['state'], template_state)
+        return flax.serialization.from_state_dict(template, state), candidate
       destination = self._move_aside(str(candidate))
       bad.append(candidate)
       logging.warning('checkpoint %s is corrupted or partial (%s); moved it to %s; falling back to '
@@ -236,6 +244,20 @@ class Checkpointer:
           f'no readable checkpoint in {self.directory}: steps {bad} are corrupted (moved to '
           f'{self.bad_directory}); rerun with --resume to start this run from step 0')
     return template, None
+
+
+def _uncommitted_like(state, template_state):
+  """Restored leaves are committed to their device; where the template's leaf is not (an
+  agent freshly created on the default device), an uncommitted copy, so that a jitted train
+  step called on the restored agent reuses the compilation made for a fresh one."""
+
+  def like(leaf, template):
+    if (isinstance(template, jax.Array) and not template.committed
+        and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)):
+      return jnp.asarray(np.asarray(leaf))
+    return leaf
+
+  return jax.tree.map(like, state, template_state)
 
 
 def latest_step_on_disk(directory: str) -> Optional[int]:

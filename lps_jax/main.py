@@ -14,27 +14,21 @@ Exit codes:
   0   done (workdir/final.json written)
   2   bad input (flags, config, task, dataset, workdir): one line on stderr; nothing written
   3   a loss became NaN/Inf: the message names the last good checkpoint
-  75  preempted (SIGTERM): a checkpoint was saved at the next step boundary, or there was nothing
-      to save yet (the message says which); rerun with --resume
+  75  preempted (SIGTERM): a checkpoint was saved at the next step boundary, or, while the run
+      was still starting up (building, restoring, compiling), it exits at once: nothing new to
+      save (the message says which); rerun with --resume (lps_jax/preemption.py)
 
 One writer per workdir: the run holds <workdir>.lock (pid + host) from before it writes
 anything until it exits; a second run on the same workdir (--resume and --overwrite included)
 is refused with exit 2 while the first is alive (rundir.RunLock).
 """
 import os
-import signal
 import sys
 
-_SIGTERM_SEEN = []        # SIGTERMs received; the handler is installed before the heavy imports
-
-
-def _note_sigterm(signum, frame):
-  del frame
-  _SIGTERM_SEEN.append(signum)
-
+from lps_jax import preemption
 
 if __name__ == '__main__':
-  signal.signal(signal.SIGTERM, _note_sigterm)
+  preemption.install()    # before the heavy imports: a SIGTERM while starting up exits 75 at once
 
 # pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 import time
@@ -55,8 +49,8 @@ from lps_jax.data import ogbench_data
 
 EXIT_USAGE = cli.EXIT_USAGE
 EXIT_DIVERGED = 3
-EXIT_PREEMPTED = 75           # sysexits EX_TEMPFAIL: "try again later"
-FAULT_ENV = 'LPS_JAX_FAULT_AT_STEP'   # tests only: 'STEP:SIG' (KILL, TERM, STOP) or 'start:SIG'
+EXIT_PREEMPTED = preemption.EXIT_PREEMPTED   # 75, sysexits EX_TEMPFAIL: "try again later"
+FAULT_ENV = preemption.FAULT_ENV   # tests only: 'STEP:SIG' (KILL, TERM, STOP) or 'start:SIG'
 DEFAULT_CONFIG = 'experiments/configs/lps.py'
 
 FLAGS = flags.FLAGS
@@ -86,8 +80,7 @@ class Diverged(RuntimeError):
   """A NaN/Inf loss; training stopped without checkpointing the bad state."""
 
 
-class Preempted(RuntimeError):
-  """SIGTERM received; a checkpoint of the current step was saved."""
+Preempted = preemption.Preempted      # SIGTERM received; a checkpoint of the step was saved
 
 
 USAGE_ERRORS = (UsageError, config_lib.ConfigError, rundir.RunDirError, dataset_lib.DatasetError,
@@ -127,37 +120,8 @@ def evaluate(task, agent, config, seed, step, logger, workdir):
   return metrics
 
 
-class StopSignal:
-  """Context manager: SIGTERM sets `requested` instead of killing the process (a SIGTERM that
-  came before, while the CLI was starting up, counts too)."""
-
-  def __init__(self, signum=signal.SIGTERM):
-    self.signum, self._previous = signum, None
-    self.requested = signum == signal.SIGTERM and bool(_SIGTERM_SEEN)
-
-  def _handler(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(self.signum, self._handler)
-    except ValueError:      # not the main thread: leave the default behaviour
-      self._previous = None
-    return self
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(self.signum, self._previous)
-
-
-def _inject_fault(step) -> None:
-  """Tests only: deliver a real signal to this process at a step boundary (or at 'start')."""
-  spec = os.environ.get(FAULT_ENV)
-  if spec:
-    at, name = spec.split(':')
-    if at == str(step):
-      os.kill(os.getpid(), getattr(signal, f'SIG{name}'))
+StopSignal = preemption.StopSignal
+_inject_fault = preemption.inject_fault
 
 
 def _lock_workdir(workdir: str, main_process: bool) -> rundir.RunLock:
@@ -196,12 +160,14 @@ def train_and_evaluate(config, workdir: str, seed: int = 0, progress: bool = Fal
     raise rundir.RunDirError('--resume and --overwrite are mutually exclusive')
   main_process = parallel.is_main_process()
   lock = _lock_workdir(workdir, main_process)   # the first write: <workdir>.lock, beside it
+  preemption.add_cleanup(lock.release)           # a SIGTERM while starting up releases it too
   try:
     return _locked_train_and_evaluate(
         config, workdir, seed, progress, resume=resume, overwrite=overwrite,
         tensorboard=tensorboard, wandb=wandb, wandb_project=wandb_project,
         flags_record=flags_record, main_process=main_process, start_time=start_time)
   finally:
+    preemption.remove_cleanup(lock.release)
     lock.release()
 
 
@@ -209,6 +175,9 @@ def _locked_train_and_evaluate(config, workdir, seed, progress, *, resume, overw
                                wandb, wandb_project, flags_record, main_process, start_time):
   run = rundir.check(workdir, config, seed, resume=resume, overwrite=overwrite)
   checkpoint_dir = os.path.join(run.path, checkpoint.CHECKPOINT_DIR)
+  if run.resuming:
+    rundir.refuse_logs_without_checkpoints(
+        run.path, checkpoint_dir, 'pass --overwrite to move this run aside and start afresh')
   on_disk = checkpoint.latest_step_on_disk(checkpoint_dir) if run.resuming else None
   if on_disk is not None and on_disk > config.num_steps:
     raise UsageError(f'the last checkpoint (step {on_disk}) is beyond config.num_steps='
@@ -216,7 +185,8 @@ def _locked_train_and_evaluate(config, workdir, seed, progress, *, resume, overw
   if wandb:
     metrics_log.check_wandb()
   task, agent, data = build(config, seed)
-  if _SIGTERM_SEEN and not run.resuming:
+  _inject_fault('built')
+  if preemption.seen() and not run.resuming:
     raise Preempted('SIGTERM before the run started: nothing to save (nothing was written); '
                     'rerun the same command')
   # ---- nothing above writes to disk (but the lock beside the workdir) ----
@@ -225,6 +195,10 @@ def _locked_train_and_evaluate(config, workdir, seed, progress, *, resume, overw
   run_id = rundir.run_id_of(run)
   if main_process:
     rundir.prepare(run, config, seed, flags_record, run_id=run_id)
+  preemption.set_startup_message(
+      f'SIGTERM while starting up {run.path}: nothing new to save'
+      + (' (its checkpoints are as they were)' if run.resuming else '')
+      + '; rerun the same command with --resume to continue')
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('rundir prepared')
   workdir = run.path
@@ -246,8 +220,8 @@ def _locked_train_and_evaluate(config, workdir, seed, progress, *, resume, overw
       agent, data, train_fn = parallel.data_parallel_setup(agent, data, config.steps_per_call)
       if run.resuming:
         print(f'resuming {workdir} from step {step}'
-              + (f' (dropped {logger.dropped_rows} metric rows logged after it)'
-                 if logger.dropped_rows else ''), file=sys.stderr)
+              + (f' (moved the {logger.dropped_rows} metric rows logged after it to '
+                 f'{logger.set_aside})' if logger.dropped_rows else ''), file=sys.stderr)
       agent, train_metrics, eval_metrics = _train_loop(
           config, seed, progress and main_process, task, agent, data, train_fn, ckpt, logger,
           step, workdir, stop, main_process)
@@ -306,6 +280,7 @@ def _train_loop(config, seed, progress, task, agent, data, train_fn, ckpt, logge
     if k not in train_fns:              # the shorter last call: compiled once
       train_fns[k] = parallel.make_agent_train_fn(k)
     agent, device_metrics = train_fns[k](agent, data)
+    preemption.end_startup()     # compiled and running: from now on SIGTERM saves at a boundary
     previous, step = step, step + k
     window_steps += k
     _inject_fault(step)
@@ -354,7 +329,8 @@ def parse_flags(argv):
 def main(argv):
   absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (e.g. jax's TPU probe)
   _inject_fault('start')
-  if _SIGTERM_SEEN:
+  if preemption.seen():
+    preemption.end_startup()      # (the watchdog may have exited already)
     fail('SIGTERM while starting up: nothing to save (nothing was written); rerun the same '
          'command', EXIT_PREEMPTED, prefix='preempted')
   if len(argv) > 1:
@@ -382,6 +358,7 @@ def main(argv):
   except Diverged as e:
     fail(e, EXIT_DIVERGED)
   except Preempted as e:
+    preemption.end_startup()      # one line: never both this and a start-up exit
     fail(e, EXIT_PREEMPTED, prefix='preempted')
 
 

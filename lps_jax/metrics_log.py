@@ -5,9 +5,10 @@ Always:      workdir/<stream>.csv (one per stream: train, eval) and workdir/metr
 Optional:    TensorBoard event files in workdir/tensorboard/ (tensorboardX),
              Weights & Biases (imported lazily; the run id is kept in workdir/wandb_id.txt).
 
-Resuming from a checkpoint at step S rewrites the CSV/JSONL files without their rows after S
-(`truncate_after`), and TensorBoard is told to purge events after S, so that the metrics of a
-resumed run read exactly like an uninterrupted one.
+Resuming from a checkpoint at step S moves the CSV/JSONL rows after S out of the files into
+workdir/set_aside/after_step_<S>.<time>/ (`truncate_after`; no row is ever deleted), and
+TensorBoard is told to purge events after S, so that the metrics of a resumed run read exactly
+like an uninterrupted one.
 """
 import csv
 import json
@@ -16,9 +17,14 @@ import os
 import time
 from typing import Dict, Optional, Tuple
 
+import datetime
+
 import numpy as np
 
+from lps_jax import preemption
+
 JSONL = 'metrics.jsonl'
+SET_ASIDE_DIR = 'set_aside'
 TENSORBOARD_DIR = 'tensorboard'
 WANDB_ID_FILE = 'wandb_id.txt'
 
@@ -44,23 +50,40 @@ def _csv_streams(workdir: str):
           if name.endswith('.csv') and os.path.isfile(os.path.join(workdir, name))]
 
 
-def _rewrite(path: str, keep_line) -> int:
-  """Keep the lines for which keep_line(index, line) is True (atomic); returns lines dropped."""
+def _rewrite(path: str, keep_line, aside: str, header: int = 0) -> int:
+  """Keep the lines for which keep_line(index, line) is True; the others are appended to the
+  file of the same name in directory `aside` (after the first `header` lines, e.g. the CSV
+  header), written and synced before `path` is replaced (atomic). Returns lines moved."""
   with open(path, newline='') as f:
     lines = f.readlines()
   kept = [line for i, line in enumerate(lines) if keep_line(i, line)]
-  if len(kept) != len(lines):
+  moved = [line for i, line in enumerate(lines) if not keep_line(i, line)]
+  if moved:
+    os.makedirs(aside, exist_ok=True)
+    with open(os.path.join(aside, os.path.basename(path)), 'w', newline='') as f:
+      f.writelines(lines[:header] + [l if l.endswith('\n') else l + '\n' for l in moved])
+      f.flush()
+      os.fsync(f.fileno())
     tmp = path + '.tmp'
     with open(tmp, 'w', newline='') as f:
       f.writelines(kept)
     os.replace(tmp, path)
-  return len(lines) - len(kept)
+  return len(moved)
 
 
-def truncate_after(workdir: str, step: int) -> int:
-  """Drop every metrics row with step > `step` (CSV streams and JSONL); returns rows dropped."""
+def set_aside_dir(workdir: str, step: int) -> str:
+  """A fresh workdir/set_aside/after_step_<step>.<time> path (not created)."""
+  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')
+  return os.path.join(workdir, SET_ASIDE_DIR, f'after_step_{step}.{stamp}')
+
+
+def truncate_after(workdir: str, step: int, aside: Optional[str] = None) -> int:
+  """Move every metrics row with step > `step` (CSV streams and JSONL) out of the files into
+  `aside` (default set_aside_dir(workdir, step)), which holds files of the same names (CSV
+  with their header); nothing is deleted. Returns the rows moved."""
   if not os.path.isdir(workdir):
     return 0
+  aside = aside or set_aside_dir(workdir, step)
   dropped = 0
   for name in _csv_streams(workdir):
     path = os.path.join(workdir, name)
@@ -77,7 +100,7 @@ def truncate_after(workdir: str, step: int) -> int:
       except ValueError:
         return False          # a half-written last line from a killed process
 
-    dropped += _rewrite(path, keep_csv)
+    dropped += _rewrite(path, keep_csv, aside, header=1)
   path = os.path.join(workdir, JSONL)
   if os.path.exists(path):
 
@@ -88,7 +111,7 @@ def truncate_after(workdir: str, step: int) -> int:
       except (ValueError, KeyError, TypeError):
         return False
 
-    dropped += _rewrite(path, keep_json)
+    dropped += _rewrite(path, keep_json, aside)
   return dropped
 
 
@@ -132,7 +155,8 @@ class MetricsLogger:
   """Appends rows {step, **metrics} to workdir/<prefix>.csv, metrics.jsonl and the extra sinks.
 
   resume_step: None for a new run; S when continuing from a checkpoint at step S (rows after S
-  are dropped first, and TensorBoard purges its events after S).
+  are first moved to `set_aside` (a directory, see truncate_after), and TensorBoard purges its
+  events after S).
   run_id: the run's id (config.json 'run_id'), written into every metrics.jsonl row.
   """
 
@@ -141,7 +165,9 @@ class MetricsLogger:
     self.workdir = workdir
     self.run_id = run_id
     self._columns = {}
-    self.dropped_rows = truncate_after(workdir, resume_step) if resume_step is not None else 0
+    self.set_aside = set_aside_dir(workdir, resume_step) if resume_step is not None else None
+    self.dropped_rows = (truncate_after(workdir, resume_step, self.set_aside)
+                         if resume_step is not None else 0)
     self._tb = None
     if tensorboard:
       import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -166,6 +192,10 @@ class MetricsLogger:
     return columns
 
   def write(self, prefix: str, step: int, metrics: Dict[str, float]) -> None:
+    with preemption.holding():        # a SIGTERM exit during start-up waits for the whole row
+      self._write(prefix, step, metrics)
+
+  def _write(self, prefix: str, step: int, metrics: Dict[str, float]) -> None:
     row = {'step': int(step), **to_floats(metrics)}
     path = os.path.join(self.workdir, f'{prefix}.csv')
     columns = self._csv_columns(prefix, path, row)
@@ -204,6 +234,7 @@ class MetricsLogger:
 class NullLogger:
   """The logger of a non-main process in a multi-host run: writes nothing (process 0 logs)."""
   dropped_rows = 0
+  set_aside = None
 
   def write(self, prefix: str, step: int, metrics: Dict[str, float]) -> None:
     del prefix, step, metrics

@@ -186,10 +186,13 @@ def make_train_fn(num_steps: int, mesh: Mesh, stacked: bool = False, step_fn=Non
 
   stacked=False: fn(agent, data) -> (agent, metrics), agent and metrics replicated.
   stacked=True:  fn(agents [N, ...], data) -> (agents, metrics [N]); members split over
-                 'sweep' (vmap with spmd_axis_name), each member's batch over 'data'.
+                 'sweep' (vmap with spmd_axis_name), each member's batch over 'data'; with
+                 |data| = 1, make_member_parallel_train_fn (exact on any device count).
   Inputs should come from put_agent / put_dataset. `step_fn(agent, data)` overrides the
   default sharded step (it must constrain its own batch).
   """
+  if stacked and step_fn is None and mesh.shape[DATA_AXIS] == 1:
+    return make_member_parallel_train_fn(num_steps, mesh)
   step_fn = step_fn or functools.partial(train_step, mesh=mesh)
   scan = functools.partial(engine.train_steps, num_steps=num_steps, step_fn=step_fn)
   if stacked:
@@ -201,6 +204,42 @@ def make_train_fn(num_steps: int, mesh: Mesh, stacked: bool = False, step_fn=Non
     out = replicated(mesh)
   return jax.jit(fn, in_shardings=(out, replicated(mesh)), out_shardings=(out, out),
                  donate_argnums=(0,))
+
+
+def make_member_parallel_train_fn(num_steps: int, mesh: Mesh, step_fn=engine.train_step):
+  """K scanned updates of a stacked sweep whose members are only split over 'sweep' (|data| = 1).
+
+  Each local device runs the 1-device program jit(vmap(train_steps)) on the members it holds
+  (one asynchronous call per device; no collectives), so every member computes exactly what
+  it computes on one device: a sweep resumed on another device count continues bit-identically
+  (an SPMD-partitioned program may fuse differently and differ in the last float bits).
+  fn(agents [N, ...] split over 'sweep', data replicated) -> (agents, metrics [N]), both split
+  over 'sweep'; donates the agents. Works across hosts (each feeds its own devices).
+  """
+  scan = functools.partial(engine.train_steps, num_steps=num_steps, step_fn=step_fn)
+  local_fn = jax.jit(jax.vmap(scan, in_axes=(0, None)), donate_argnums=(0,))
+  sharding = member_sharding(mesh)
+
+  def per_device(tree):
+    """{device: the tree of that device's shards} for the local devices."""
+    leaves, treedef = jax.tree.flatten(tree)
+    shards = [{s.device: s.data for s in leaf.addressable_shards} for leaf in leaves]
+    return {d: jax.tree.unflatten(treedef, [leaf[d] for leaf in shards]) for d in shards[0]}
+
+  def train(agents, data):
+    local_agents, local_data = per_device(agents), per_device(data)
+    outputs = {d: local_fn(local_agents[d], local_data[d]) for d in local_agents}
+    devices = list(outputs)
+    flat = [jax.tree.flatten(outputs[d]) for d in devices]
+    treedef = flat[0][1]
+    leaves = []
+    for i, first in enumerate(flat[0][0]):
+      shape = (first.shape[0] * mesh.shape[SWEEP_AXIS],) + first.shape[1:]
+      leaves.append(jax.make_array_from_single_device_arrays(
+          shape, sharding, [flat[j][0][i] for j in range(len(devices))]))
+    return jax.tree.unflatten(treedef, leaves)
+
+  return train
 
 
 def data_parallel_setup(agent, data: dataset_lib.DeviceDataset, steps_per_call: int,

@@ -117,6 +117,7 @@ def check(workdir: str, config, seed: int, resume: bool = False,
   if os.path.exists(path) and not os.path.isdir(path):
     raise RunDirError(f'workdir {workdir} exists and is not a directory')
   saved = read_run(path) if os.path.isdir(path) else None
+  refuse_sweep_member(workdir, path, saved)
   if saved is not None and not is_run_record(saved) and not overwrite:
     raise RunDirError(f'workdir {workdir} holds a {CONFIG_FILE} that is not a run record (no '
                       f"'config' and 'seed'); choose another --workdir or pass --overwrite to "
@@ -146,6 +147,44 @@ def check(workdir: str, config, seed: int, resume: bool = False,
     raise RunDirError(f'--resume: the config differs from the run in {workdir}: '
                       + '; '.join(blocking) + ' (use the same config, or --overwrite)')
   return RunDir(path, 'resume', saved, changed)
+
+
+SWEEP_FILE = 'sweep.json'       # a vmapped sweep's directory (lps_jax.vmap_sweep)
+
+
+def refuse_sweep_member(workdir: str, path: str, saved: Optional[Dict[str, Any]]) -> None:
+  """RunDirError if `saved` (the config.json in `path`) is a member of a vmapped sweep: such a
+  directory has no checkpoints of its own (they are the sweep's, stacked), so it is resumed
+  with its sweep (the sweep.json 'resume_command'), never as a run."""
+  if not isinstance(saved, dict) or 'sweep_index' not in saved:
+    return
+  sweep = os.path.dirname(path.rstrip(os.sep))
+  command = None
+  try:
+    with open(os.path.join(sweep, SWEEP_FILE)) as f:
+      command = json.load(f).get('resume_command')
+  except (OSError, ValueError, AttributeError):
+    pass
+  command = command or (f'python -m lps_jax.vmap_sweep --workdir={sweep} --resume with the '
+                        f'--config, --seeds and --sweep it was started with')
+  raise RunDirError(f'workdir {workdir} is member {saved["sweep_index"]} of the vmapped sweep '
+                    f'{sweep}, not a run of its own; resume the whole sweep: {command}')
+
+
+def refuse_logs_without_checkpoints(workdir: str, checkpoint_dir: str, remedy: str) -> None:
+  """RunDirError when resuming `workdir` would start from step 0 although it holds logged
+  metric rows and has no `checkpoint_dir` at all (deleted, or never copied with the logs):
+  its rows match no checkpoint. Nothing is changed; `remedy` says what the user may do."""
+  if os.path.isdir(checkpoint_dir):
+    return                 # a run killed before its first checkpoint: rows are set aside
+  from lps_jax import metrics_log  # pylint: disable=g-import-not-at-top
+  rows = metrics_log.read_rows(workdir, 'train') + metrics_log.read_rows(workdir, 'eval')
+  if not rows:
+    return
+  last = max(int(row['step']) for row in rows)
+  raise RunDirError(f'--resume: {workdir} holds {len(rows)} logged rows (up to step {last}) but '
+                    f'no {os.path.basename(checkpoint_dir)}/ directory, so no checkpoint '
+                    f'matches them; nothing was changed; restore {checkpoint_dir}, or {remedy}')
 
 
 def new_run_id() -> str:

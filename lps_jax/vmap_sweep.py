@@ -8,13 +8,17 @@
              the dataset is shared (not copied N times); each member's own rng draws its
              own batches, so member i follows exactly the run `create(seed_i)` would alone
     logs     workdir/sweep.json                       the members and the base config
-             workdir/member_###/config.json          that member's config (a normal run dir)
-             workdir/member_###/{train,eval}.csv, metrics.jsonl
+             workdir/member_###/config.json          that member's config and sweep_index
+             workdir/member_###/{train,eval}.csv, metrics.jsonl, final.json
+    resume   workdir/checkpoints/<step>: the stacked agents, every checkpoint_interval, at the
+             end and on SIGTERM (exit 75); --resume continues bit-identically, on any device
+             count (lps_jax/sweep_checkpoint.py). A member directory is not a run of its own:
+             lps_jax.main refuses it and names the command that resumes the sweep.
 
 Only leaves can vary: keys that change shapes or static structure (hidden dims, horizon,
 batch_size, num_critics, activation, discount, ...) raise SweepError.
 
-CLI (grid x seeds):
+CLI (grid x seeds; add --resume to continue it after a preemption, exit 75 on SIGTERM):
   python -m lps_jax.vmap_sweep --config=experiments/configs/lps.py:toy --workdir=runs/sweep \
       --seeds=0,1,2 --sweep='{"agent.lr": [1e-4, 3e-4]}'
 """
@@ -27,13 +31,22 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+if __name__ == '__main__':
+  from lps_jax import preemption as _preemption  # pylint: disable=g-import-not-at-top
+  _preemption.install()   # before the heavy imports: a SIGTERM while starting up exits 75 at once
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.experimental import multihost_utils
+
 from lps_jax import agents as agents_lib
-from lps_jax import config_lib, engine, metrics_log, parallel, rundir, tasks
+from lps_jax import checkpoint, config_lib, engine, metrics_log, parallel, preemption, rundir
+from lps_jax import sweep_checkpoint, tasks
 from lps_jax.data import dataset as dataset_lib
+# pylint: enable=g-import-not-at-top,g-bad-import-order,wrong-import-position
 
 LR_KEY = 'lr'
 DEFAULT_CONFIG = 'experiments/configs/lps.py'
@@ -215,8 +228,7 @@ class SweepResult:
   eval_metrics: List[Dict[str, float]]
 
 
-def member_dir(workdir: str, index: int) -> str:
-  return os.path.join(workdir, f'member_{index:03d}')
+member_dir = sweep_checkpoint.member_dir     # workdir/member_###
 
 
 @jax.jit
@@ -236,86 +248,163 @@ def _policy_fn(agent, seed: int):
 
 
 def run_vmapped_sweep(config, members: Sequence[dict], workdir: str, seed: int = 0,
-                      progress: bool = False, mesh=None, evaluate: bool = True) -> SweepResult:
+                      progress: bool = False, mesh=None, evaluate: bool = True,
+                      resume: bool = False, resume_command: Optional[str] = None) -> SweepResult:
   """Train every member in one vmapped program; log each to workdir/member_###/.
 
   config   run config (experiments/configs/<agent>.py:get_config(variant)); its
            num_steps / steps_per_call / intervals are shared by all members
   members  [{'seed': int (default `seed`), 'agent.<key>': value, ...}]
   mesh     optional parallel.make_mesh(...): members split over 'sweep', batches over 'data'
+  resume   continue the sweep in `workdir` from its latest checkpoint (fine on a new or empty
+           workdir too); without it a workdir that holds a sweep is refused (RunDirError)
+  resume_command  the command line that continues this sweep (stored in sweep.json, named
+           in messages)
+
+  Holds <workdir>.lock throughout; checkpoints the stacked agents every
+  config.checkpoint_interval steps and at the end (lps_jax/sweep_checkpoint.py). A SIGTERM
+  (under preemption.StopSignal) saves a checkpoint at the next call boundary and raises
+  preemption.Preempted.
   """
   members = [{'seed': int(m.get('seed', seed)), **{k: v for k, v in m.items() if k != 'seed'}}
              for m in members]
   config_lib.validate(config)
   tasks.check_config(config)
-  task = tasks.make_task(config)
-  chunk_dim = config.agent.horizon * task.action_dim
-  agents, configs = create_stacked_agents(config, members, task.observation_dim, chunk_dim)
-  data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
-  num_members = len(members)
-  if mesh is None:
-    make_train_fn = make_vmapped_train_fn
-  else:
-    parallel.check_sizes(mesh, config.agent.batch_size, num_members)
-    agents = parallel.put_agent(agents, mesh, stacked=True)
-    data = parallel.put_dataset(data, mesh)
-    make_train_fn = lambda k: parallel.make_train_fn(k, mesh, stacked=True)
-  train_fns = {}                    # updates per call -> jitted fn (K, and a shorter last call)
-
+  if mesh is not None:
+    parallel.check_sizes(mesh, config.agent.batch_size, len(members))
   writer = mesh is None or parallel.is_main_process()
-  loggers = []
-  if writer:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, 'sweep.json'), 'w') as f:
-      json.dump({'members': members, 'config': config.to_dict()}, f, indent=2, default=str)
-    for i, (member, member_cfg) in enumerate(zip(members, configs)):
-      path = member_dir(workdir, i)
-      os.makedirs(path, exist_ok=True)
-      run_id = rundir.new_run_id()
-      with open(os.path.join(path, 'config.json'), 'w') as f:
-        json.dump({'run_id': run_id, 'config': member_cfg.to_dict(), 'seed': member['seed'],
-                   'member': member, 'sweep_index': i}, f, indent=2, default=str)
-      loggers.append(metrics_log.MetricsLogger(path, run_id=run_id))
+  lock = rundir.RunLock.acquire(workdir, enabled=writer)   # before anything is written
+  preemption.add_cleanup(lock.release)
+  try:
+    sweep = sweep_checkpoint.check_dir(workdir, config, members, resume)
+    task = tasks.make_task(config)
+    chunk_dim = config.agent.horizon * task.action_dim
+    agents, configs = create_stacked_agents(config, members, task.observation_dim, chunk_dim)
+    data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
+    if mesh is None:
+      make_train_fn = make_vmapped_train_fn
+    else:
+      agents = parallel.put_agent(agents, mesh, stacked=True)
+      data = parallel.put_dataset(data, mesh)
+      make_train_fn = lambda k: parallel.make_train_fn(k, mesh, stacked=True)
+    preemption.inject_fault('built')
+    # ---- nothing above writes to disk (but the lock beside the workdir) ----
+    _sync('sweep checked')
+    run_ids = (sweep_checkpoint.prepare_dir(sweep, config, members, configs, resume_command)
+               if writer else None)
+    _sync('sweep prepared')
+    preemption.set_startup_message(
+        f'SIGTERM while starting up the sweep {sweep.path}: nothing new to save; continue '
+        f'with: {resume_command or "the same call with resume=True"}')
+    ckpt = checkpoint.Checkpointer(sweep.checkpoint_dir,
+                                   max_to_keep=config.checkpoint_max_to_keep)
+    loggers = []
+    try:
+      step = 0
+      if sweep.resuming:
+        agents, restored = ckpt.restore(agents)    # laid out like `agents` (this mesh)
+        step = restored or 0
+      if writer:
+        loggers, moved, where = sweep_checkpoint.open_member_logs(sweep, run_ids, step)
+        if sweep.resuming:
+          print(f'resuming the sweep {sweep.path} from step {step}'
+                + (f' (moved the {moved} member metric rows logged after it to '
+                   f'set_aside/{os.path.basename(where)}/ in the member directories)'
+                   if moved else ''),
+                file=sys.stderr)
+      return _train_members(config, task, members, agents, data, make_train_fn, ckpt,
+                            loggers, step, sweep, mesh, progress, evaluate, resume_command)
+    finally:
+      ckpt.close()
+      for logger in loggers:
+        logger.close()
+  finally:
+    preemption.remove_cleanup(lock.release)
+    lock.release()
 
-  step = 0
-  train_rows = [{} for _ in members]
-  eval_rows = [{} for _ in members]
-  window_start, window_steps = time.perf_counter(), 0
-  for k in engine.call_lengths(0, config.num_steps, config.steps_per_call):
-    if k not in train_fns:
-      train_fns[k] = make_train_fn(k)
-    agents, metrics = train_fns[k](agents, data)
-    previous, step = step, step + k
-    window_steps += k
-    last = step >= config.num_steps
-    if engine.falls_due(previous, step, config.log_interval) or last:
-      metrics = parallel.fetch(metrics) if mesh is not None else jax.device_get(metrics)
-      rate = window_steps / max(time.perf_counter() - window_start, 1e-9)
-      window_start, window_steps = time.perf_counter(), 0
-      for i in range(num_members):
-        train_rows[i] = {k: float(v[i]) for k, v in metrics.items()}
-        train_rows[i]['steps_per_second'] = rate
-        if writer:
-          loggers[i].write('train', step, train_rows[i])
-      if progress:
-        print(f'step {step}: {rate:.0f} steps/s per member, {rate * num_members:.0f} '
-              'agent-steps/s', file=sys.stderr)
-    if (evaluate and task.has_evaluation
-        and (engine.falls_due(previous, step, config.eval_interval) or last)):
-      host_agents = parallel.fetch(agents) if mesh is not None else agents
-      for i in range(num_members):
-        member_agent = unstack(host_agents, i)
-        eval_rows[i] = tasks.run_evaluation(
-            task, member_agent, _policy_fn(member_agent, members[i]['seed']),
-            config.eval_episodes, members[i]['seed'])
-        if writer:
-          loggers[i].write('eval', step, eval_rows[i])
-      if progress:
-        print(f'step {step}: ' + '; '.join(
-            f'm{i} ' + ', '.join(f'{k}={v:.3f}' for k, v in row.items())
-            for i, row in enumerate(eval_rows)), file=sys.stderr)
-  for logger in loggers:
-    logger.close()
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:       # every host checked the workdir before any host writes
+    multihost_utils.sync_global_devices(name)
+
+
+def _evaluate_member(task, host_agents, members, index, config):
+  member_agent = unstack(host_agents, index)
+  return tasks.run_evaluation(task, member_agent, _policy_fn(member_agent, members[index]['seed']),
+                              config.eval_episodes, members[index]['seed'])
+
+
+def _train_members(config, task, members, agents, data, make_train_fn, ckpt, loggers, step,
+                   sweep, mesh, progress, evaluate, resume_command) -> SweepResult:
+  """The sweep's loop from `step`: calls of steps_per_call updates (the last may be shorter);
+  log, checkpoint and eval intervals fire at the first call boundary at or after they fall
+  due, and at the end (as lps_jax.main does for a run)."""
+  num_members = len(members)
+  train_fns = {}                    # updates per call -> jitted fn (K, and a shorter last call)
+  due = lambda previous, step, interval: (engine.falls_due(previous, step, interval)
+                                          or step >= config.num_steps)
+  to_host = parallel.fetch if mesh is not None else jax.device_get
+  can_evaluate = evaluate and task.has_evaluation
+  train_rows = [logger.last_row('train') for logger in loggers] or [{} for _ in members]
+  eval_rows = [logger.last_row('eval') for logger in loggers] or [{} for _ in members]
+  hint = (f'continue with: {resume_command}' if resume_command
+          else 'call it again with resume=True to continue')
+  with preemption.StopSignal() as stop:
+    if step and can_evaluate:                  # killed while evaluating at the restored step?
+      missing = [i for i, logger in enumerate(loggers) if not logger.has_row('eval', step) and
+                 due(int(max([0] + [r['step'] for r in metrics_log.read_rows(
+                     logger.workdir, 'eval')])), step, config.eval_interval)]
+      # (every process fetches on multi-host: the gather is collective)
+      host_agents = to_host(agents) if missing or jax.process_count() > 1 else None
+      for i in missing:
+        eval_rows[i] = _evaluate_member(task, host_agents, members, i, config)
+        loggers[i].write('eval', step, eval_rows[i])
+    if stop.requested:                          # SIGTERM while starting up: nothing new to save
+      preemption.end_startup()
+      raise preemption.Preempted(f'SIGTERM before the sweep resumed training (step {step}): '
+                                 f'nothing new to save; {hint}')
+    window_start, window_steps = time.perf_counter(), 0
+    for k in engine.call_lengths(step, config.num_steps, config.steps_per_call):
+      if k not in train_fns:
+        train_fns[k] = make_train_fn(k)
+      agents, metrics = train_fns[k](agents, data)
+      preemption.end_startup()   # compiled and running: from now on SIGTERM saves at a boundary
+      previous, step = step, step + k
+      window_steps += k
+      preemption.inject_fault(step)
+      if due(previous, step, config.log_interval):
+        metrics = to_host(metrics)
+        rate = window_steps / max(time.perf_counter() - window_start, 1e-9)
+        window_start, window_steps = time.perf_counter(), 0
+        for i in range(num_members):
+          train_rows[i] = {k: float(v[i]) for k, v in metrics.items()}
+          train_rows[i]['steps_per_second'] = rate
+          if loggers:
+            loggers[i].write('train', step, train_rows[i])
+        if progress:
+          print(f'step {step}: {rate:.0f} steps/s per member, {rate * num_members:.0f} '
+                'agent-steps/s', file=sys.stderr)
+      if due(previous, step, config.checkpoint_interval) or stop.requested:
+        ckpt.save(step, agents)
+      if stop.requested:
+        ckpt.wait()
+        raise preemption.Preempted(f'SIGTERM at step {step}: saved the sweep checkpoint '
+                                   f'{ckpt.path(step)}; {hint}')
+      if can_evaluate and due(previous, step, config.eval_interval):
+        host_agents = to_host(agents)
+        for i in range(num_members):
+          eval_rows[i] = _evaluate_member(task, host_agents, members, i, config)
+          if loggers:
+            loggers[i].write('eval', step, eval_rows[i])
+        if progress:
+          print(f'step {step}: ' + '; '.join(
+              f'm{i} ' + ', '.join(f'{k}={v:.3f}' for k, v in row.items())
+              for i, row in enumerate(eval_rows)), file=sys.stderr)
+    ckpt.save(step, agents)         # no-op unless the loop did not run (already complete)
+    ckpt.wait()
+  if loggers:
+    sweep_checkpoint.write_member_finals(sweep, step, train_rows, eval_rows,
+                                         ckpt.path(ckpt.latest_step()))
   if mesh is not None:
     agents = parallel.fetch(agents)
   return SweepResult(agents, members, train_rows, eval_rows)
@@ -370,12 +459,18 @@ def _define_flags():
   flags.DEFINE_integer('sweep_axis', 0, 'Devices on the mesh sweep axis (0: no mesh when one '
                        'device, else 1 sweep x all-devices data).', lower_bound=0)
   flags.DEFINE_bool('progress', True, 'Print throughput and eval lines.')
+  flags.DEFINE_bool('resume', False, 'Continue the sweep in --workdir from its last checkpoint '
+                    '(fine on a new or empty workdir too, so a preemptible job can always pass '
+                    'it).')
   return flags.FLAGS
 
 
 def main(argv):
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from lps_jax import cli  # pylint: disable=g-import-not-at-top
   flags_ = FLAGS
+  absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (jax, orbax)
+  preemption.inject_fault('start')
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {argv[1:]}')
   try:
@@ -388,24 +483,24 @@ def main(argv):
         config.num_steps = flags_.num_steps
     if not flags_.workdir:
       raise SweepError('--workdir is required')
-    # One writer per sweep directory (see rundir.RunLock), taken before anything is written.
-    with rundir.RunLock.acquire(flags_.workdir, enabled=parallel.is_main_process()):
-      if os.path.exists(os.path.join(flags_.workdir, 'sweep.json')):
-        raise SweepError(f'workdir {flags_.workdir} already holds a sweep; choose another '
-                         f'--workdir')
-      members = members_from_strings(flags_.seeds, flags_.sweep)
-      mesh = None
-      if flags_.sweep_axis or jax.device_count() > 1:
-        mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
-      result = run_vmapped_sweep(config, members, flags_.workdir, progress=flags_.progress,
-                                 mesh=mesh)
+    members = members_from_strings(flags_.seeds, flags_.sweep)
+    mesh = None
+    if flags_.sweep_axis or jax.device_count() > 1:
+      mesh = parallel.make_mesh(max(flags_.sweep_axis, 1))
+    # One writer per sweep directory: run_vmapped_sweep holds <workdir>.lock (rundir.RunLock).
+    result = run_vmapped_sweep(
+        config, members, flags_.workdir, progress=flags_.progress, mesh=mesh,
+        resume=flags_.resume,
+        resume_command=sweep_checkpoint.resume_command('lps_jax.vmap_sweep', sys.argv))
     summary = [{'member': i, **m, **{f'eval/{k}': v for k, v in e.items()}}
                for i, (m, e) in enumerate(zip(result.members, result.eval_metrics))]
     print(json.dumps(summary))
   except (SweepError, parallel.ShardingError, config_lib.ConfigError,
-          dataset_lib.DatasetError, rundir.RunDirError) as e:
+          dataset_lib.DatasetError, rundir.RunDirError, checkpoint.CheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except preemption.Preempted as e:
+    preemption.exit_preempted(e)
 
 
 if __name__ == '__main__':

@@ -125,7 +125,9 @@ def sweeps(tmp_path_factory):
   results = {'local': (local.wait(timeout=300), *local.communicate()),
              'vmap': (vmap.wait(timeout=300), *vmap.communicate())}
   again = launcher(f'--spec={spec}', f'--out={root / "local"}', '--parallel=2')
+  vmap_again = launcher(f'--spec={spec}', f'--out={root / "vmap"}', '--mode=vmap')
   results['again'] = (again.wait(timeout=120), *again.communicate())
+  results['vmap_again'] = (vmap_again.wait(timeout=120), *vmap_again.communicate())
   return root, results
 
 
@@ -163,5 +165,15 @@ def test_vmap_mode_runs_one_program(sweeps):
   rows = read_table(root / 'vmap' / 'results.csv')
   assert len(rows) == 4 and all(r['status'] == 'done' for r in rows)
   assert all(r['eval/reward'] != '' for r in rows)
-  assert sorted(os.listdir(root / 'vmap' / 'vmap'))[:4] == ['member_000', 'member_001',
-                                                           'member_002', 'member_003']
+  assert sorted(os.listdir(root / 'vmap' / 'vmap'))[:5] == ['checkpoints', 'member_000',
+                                                           'member_001', 'member_002',
+                                                           'member_003']
+  # The same command again resumes the sweep from its checkpoint: nothing is trained or
+  # logged twice (a preempted vmapped sweep continues the same way).
+  rc, out, err = results['vmap_again']
+  assert rc == 0, out + err
+  assert 'resuming the sweep' in err and 'from step 4' in err
+  member = root / 'vmap' / 'vmap' / 'member_000'
+  assert [r['step'] for r in read_table(member / 'train.csv')] == ['2', '4']
+  assert [r['step'] for r in read_table(member / 'eval.csv')] == ['4']
+  assert read_table(root / 'vmap' / 'results.csv') == rows

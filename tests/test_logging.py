@@ -55,6 +55,13 @@ def test_csv_jsonl_rows_and_truncate_on_resume(tmp_path):
   # Resume from a checkpoint at step 4: rows after it go, the header is reused.
   resumed = metrics_log.MetricsLogger(str(tmp_path), resume_step=4)
   assert resumed.dropped_rows == 2 + 1               # train 6, the partial 8; jsonl train 6
+  # ... to a side directory, never deleted.
+  assert os.path.dirname(resumed.set_aside) == str(tmp_path / 'set_aside')
+  with open(os.path.join(resumed.set_aside, 'train.csv')) as f:
+    assert f.read() == 'step,loss,q\n6,0.6,-6.0\n8,0.8\n'
+  with open(os.path.join(resumed.set_aside, 'metrics.jsonl')) as f:
+    assert [(r['stream'], r['step']) for r in map(json.loads, f)] == [('train', 6)]
+  assert sorted(os.listdir(resumed.set_aside)) == ['metrics.jsonl', 'train.csv']
   resumed.write('train', 6, {'q': -6.0, 'loss': 0.6})  # column order from the file, not the dict
   resumed.close()
   with open(tmp_path / 'train.csv') as f:

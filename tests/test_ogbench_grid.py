@@ -138,3 +138,76 @@ def test_saved_params_round_trip_every_member(tmp_path):
       assert len(want) == len(got) and all(np.array_equal(a, b) for a, b in zip(want, got))
   seed3, seed7 = (jax.tree.leaves(multitask.member_params(loaded, 0, s)) for s in (0, 1))
   assert not all(np.array_equal(a, b) for a, b in zip(seed3, seed7))   # members differ
+
+
+GRID_ARGS = ['--agents=lps', '--tasks=1,2', '--seeds=0..1', '--size=tiny', '--num_steps=6',
+             '--steps_per_call=2', '--eval_at=2,6', '--eval_episodes=2', '--eval_workers=0',
+             '--save_params']        # the lps_grid fixture's flags
+
+
+def _run_with_fault(fault, *args):
+  env = cli_env(MUJOCO_GL='disable', PYTHONPATH=REPO,
+                **({'LPS_JAX_FAULT_AT_STEP': fault} if fault else {}))
+  return subprocess.run([sys.executable, DRIVER, *args], capture_output=True, text=True,
+                        env=env, timeout=900)
+
+
+@pytest.fixture(scope='module')
+def resumed_grid(cube_dir, tmp_path_factory):
+  """lps_grid's command in three stages: --noevaluate, stopped by SIGTERM at step 4 (eval
+  point 2 recorded, not evaluated); --resume, killed (-9) at step 6 right after the train
+  rows of eval point 6 were written, before its checkpoint; --resume to the end."""
+  workdir = str(tmp_path_factory.mktemp('resumed'))
+  args = GRID_ARGS + [f'--dataset_dir={cube_dir}', f'--workdir={workdir}']
+  stages = [_run_with_fault('4:TERM', *args, '--noevaluate'),
+            _run_with_fault('rows6:KILL', *args, '--resume'),
+            _run_with_fault(None, *args, '--resume')]
+  return workdir, stages
+
+
+def _file(workdir, name):
+  with open(os.path.join(workdir, name)) as f:
+    return f.read()
+
+
+def test_grid_resumes_after_sigterm_without_redoing_or_losing_rows(lps_grid, resumed_grid):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  workdir, (first, second, third) = resumed_grid
+  assert [stage.returncode for stage in (first, second, third)] == [75, -9, 0], third.stderr
+  # Every row once, equal to the uninterrupted grid's (success.csv is sorted; train.csv in
+  # the order the eval points were reached), and the same params at both eval points.
+  assert _file(workdir, 'success.csv') == _file(lps_grid, 'success.csv')
+  assert _file(workdir, 'train.csv') == _file(lps_grid, 'train.csv')
+  for step in (2, 6):
+    with np.load(os.path.join(workdir, f'params_lps_{step}.npz')) as got, \
+        np.load(os.path.join(lps_grid, f'params_lps_{step}.npz')) as want:
+      assert sorted(got.files) == sorted(want.files)
+      for key in want.files:
+        if key != '__meta__':
+          np.testing.assert_array_equal(got[key], want[key])
+  assert first.returncode == 75, first.stderr[-2000:]
+  last = first.stderr.strip().splitlines()[-1]
+  assert last.startswith('preempted: SIGTERM at step 4 of lps: saved the checkpoint')
+  assert last.endswith(f'--workdir={workdir} --noevaluate --resume')   # the same command
+  assert 'resumed from the checkpoint at step 4' in second.stdout
+  # Step 2 was never evaluated: redone from its checkpoint (kept for its eval point).
+  assert 'redoing the evaluations of step 2' in second.stdout
+  # Killed before the checkpoint of step 6: steps 4..6 are trained again (their train rows,
+  # already written, are not written twice); step 2's evaluations are done: not redone.
+  assert 'resumed from the checkpoint at step 4' in third.stdout
+  assert 'evaluations of step 2' not in third.stdout
+  summary = json.load(open(os.path.join(workdir, 'summary.json')))
+  assert summary['agents'][0]['steps_reached'] == 6
+  assert summary['agents'][0]['resumed_from_step'] == 4
+  grid = json.load(open(os.path.join(workdir, 'grid.json')))
+  assert len(grid['resumes']) == 2 and list(grid['finished']) == ['lps']
+  # Without --resume the grid is refused, and nothing is written.
+  before = sorted(os.listdir(workdir))
+  res = _run_with_fault(None, *GRID_ARGS, f'--dataset_dir={cube_dir_of(lps_grid)}',
+                        f'--workdir={workdir}')
+  assert res.returncode == 2 and 'already holds a grid; pass --resume' in res.stderr
+  assert sorted(os.listdir(workdir)) == before and not os.path.exists(workdir + '.lock')
+
+
+def cube_dir_of(workdir):
+  return json.load(open(os.path.join(workdir, 'summary.json')))['flags']['dataset_dir']

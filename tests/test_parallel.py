@@ -46,7 +46,7 @@ def test_sweep_split_over_mesh_matches_vmapped_one_device():
   assert out['batch_constrained_to_sweep_and_data']
   assert out['members_differ']
   assert out['max_param_diff'] < TOLERANCE * max(1.0, out['max_param_abs']), out
-  assert out['logged'] == ['member_000', 'member_001', 'sweep.json']
+  assert out['logged'] == ['checkpoints', 'member_000', 'member_001', 'sweep.json']
   assert 'reward' in out['eval_keys']
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import lps as lps_config
-from lps_jax import checkpoint, config_lib, main, rundir
+from lps_jax import checkpoint, config_lib, main, metrics_log, rundir
 from conftest import cli_env
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -319,3 +319,70 @@ def test_first_writer_is_undisturbed_and_resumes_bit_identically(two_writers):
   assert csv_lines(run)[0].endswith(',steps_per_second')
   assert ([l.rsplit(',', 1)[0] for l in csv_lines(run)]
           == [l.rsplit(',', 1)[0] for l in csv_lines(ref)])
+
+
+# ---------------------------------------------------------------------------------- no row lost
+def _log_files(workdir):
+  return {name: open(os.path.join(workdir, name)).read()
+          for name in ('train.csv', 'eval.csv', 'metrics.jsonl')}
+
+
+def _logged_run(workdir, checkpoints: bool):
+  """A run directory of the test config with rows logged up to step 4 and no checkpoint:
+  no checkpoints/ at all (deleted, or never copied with the logs), or an empty one (the
+  run was killed before its first save)."""
+  config = lps_config.get_config('test')
+  rundir.prepare(rundir.check(workdir, config, 0), config, 0)
+  logger = metrics_log.MetricsLogger(workdir, run_id='old')
+  for step in (2, 4):
+    logger.write('train', step, {'critic/loss': 1.0 / step})
+  logger.write('eval', 4, {'reward': 0.25})
+  if checkpoints:
+    os.mkdir(os.path.join(workdir, 'checkpoints'))
+  return _log_files(workdir)
+
+
+def test_resume_without_checkpoints_refuses_or_sets_the_rows_aside(tmp_path):
+  """--resume of a run whose checkpoints/ is gone is refused (one line, nothing changed);
+  with an empty checkpoints/ it starts again at step 0 and the rows it had logged are moved
+  to set_aside/, never deleted."""
+  gone, empty = str(tmp_path / 'gone'), str(tmp_path / 'empty')
+  logged = {'gone': _logged_run(gone, False), 'empty': _logged_run(empty, True)}
+  results = run_all({name: ([TEST_CONFIG, f'--workdir={d}', '--resume', '--progress=false',
+                             '--tensorboard=false'], None)
+                     for name, d in (('gone', gone), ('empty', empty))})
+  rc, _, err = results['gone']
+  lines = stderr_lines(err)
+  assert rc == 2 and len(lines) == 1, err
+  assert 'holds 3 logged rows (up to step 4)' in lines[0]
+  assert 'no checkpoints/ directory' in lines[0] and 'pass --overwrite' in lines[0]
+  assert _log_files(gone) == logged['gone'] and not os.path.exists(gone + '.lock')
+  assert sorted(os.listdir(gone)) == ['config.json', 'eval.csv', 'metrics.jsonl', 'train.csv']
+
+  rc, _, err = results['empty']
+  assert rc == 0, err
+  assert 'from step 0 (moved the 6 metric rows logged after it to' in err
+  (aside,) = os.listdir(os.path.join(empty, 'set_aside'))
+  assert aside.startswith('after_step_0.')
+  assert _log_files(os.path.join(empty, 'set_aside', aside)) == logged['empty']  # every row
+  assert [r['step'] for r in metrics_log.read_rows(empty, 'train')] == [2, 4]    # new rows
+  assert metrics_log.read_rows(empty, 'train')[0]['critic/loss'] != 0.5
+
+
+def test_sigterm_while_the_main_thread_is_busy_starting_up_exits_75_at_once(tmp_path):
+  """The SIGTERM comes while the run is building (after the lock was taken) and the main
+  thread then stays busy for 10 minutes, as inside a long XLA compile: the watchdog still
+  ends the process with exit 75 and one line, and releases the lock."""
+  workdir = str(tmp_path / 'run')
+  proc = start_main([TEST_CONFIG, f'--workdir={workdir}', '--progress=false'],
+                    cli_env(LPS_JAX_FAULT_AT_STEP='built:TERM+HANG'))
+  try:
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  lines = stderr_lines(err)
+  assert proc.returncode == 75, err
+  assert len(lines) == 1 and lines[0].startswith('preempted: SIGTERM while starting up')
+  assert not os.path.exists(workdir) and not os.path.exists(workdir + '.lock')
