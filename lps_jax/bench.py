@@ -27,7 +27,8 @@ Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS pape
 whose compile + timing would overrun it is skipped and listed under "skipped".
 
   python -m lps_jax.bench --sizes=small,mid,paper --agents=lps,fql --output=bench.json
-  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md   # README
+  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md
+                                                            # the CPU table of docs/throughput.md
   python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
   python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
   python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
@@ -63,8 +64,7 @@ GPU_PRESET = dict(agents=('lps', 'fql'), dtypes=('float32', 'bfloat16'), steps=(
                   members=(32,), sweep_steps=10, rounds=2, window_s=0.3, budget_s=85.0,
                   matmul_size=8192)
 
-# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps).
-# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps); the
+# The CPU table of docs/throughput.md: per size (K values, N values, K of the sweeps); the
 # paper size first, so that a time box (--budget_s) cuts the cheap sizes. N = 1 is left out at
 # mid and paper size: it runs the same program as fused K = sweep K (sweep.py routes it).
 CPU_TABLE = {'paper': ((1, 10), (8,), 1),
@@ -91,8 +91,9 @@ flags.DEFINE_bool('gpu', False, 'GPU preset: paper size, LPS and FQL, float32 an
                   'unfused vs fused K=100 vs 32 vmapped agents (K=10), time-boxed to '
                   '--budget_s=85 (about 100 s of wall time with the start-up).')
 flags.DEFINE_string('gpu_size', 'paper', 'Size used by --gpu (tiny: a CPU check of the preset).')
-flags.DEFINE_bool('cpu_table', False, 'The README CPU table: LPS and FQL at small, mid and paper '
-                  'size (K and N per size in CPU_TABLE); prints the markdown table to stderr.')
+flags.DEFINE_bool('cpu_table', False, 'The CPU table of docs/throughput.md: LPS and FQL at '
+                  'small, mid and paper size (K and N per size in CPU_TABLE); prints the '
+                  'markdown table to stderr.')
 flags.DEFINE_string('markdown', None, 'Also write the markdown table here.')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
 

@@ -10,7 +10,7 @@ Each gate trains its seeds (x alphas) as ONE vmapped program at the default toy 
              - alpha = 0.1 leaves the support (>= 30% out of support) or collapses
              - LPS at its one default >= FQL at its best alpha - 0.05, <= 5% out of support
 
-Planted bugs each gate was seen to catch are listed in README ("Learning gates").
+Planted bugs each gate was seen to catch are listed in docs/toy.md ("The learning gates").
 """
 import numpy as np
 import pytest
