@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny LPS configs and datasets."""
+"""Shared fixtures (tiny LPS configs and datasets) and the order the suite's modules start in."""
 import os
 import tempfile
 
@@ -7,6 +7,28 @@ import pytest
 
 from lps_jax.agents import lps
 from lps_jax.data import dataset as dataset_lib
+
+
+# The longest modules, longest first. Under `-n 2 --dist loadfile` a module runs whole on one
+# worker, so a long module that starts last leaves the other core idle at the end; started
+# first, the other worker works through the short modules meanwhile.
+LONGEST_MODULES = ('test_toy_gates.py', 'test_multitask.py', 'test_parallel.py',
+                   'test_multihost.py', 'test_schedule.py', 'test_ogbench_grid.py',
+                   'test_mixed_precision.py')
+
+
+def pytest_configure(config):
+  """Keep the module order below (pytest-xdist would otherwise order modules by test count)."""
+  if hasattr(config.option, 'loadscopereorder'):
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items):
+  """Items of LONGEST_MODULES first, in that order; the rest keep their collected order."""
+  def rank(item):
+    name = os.path.basename(str(item.fspath))
+    return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
+  items.sort(key=rank)      # stable: the order inside a module is kept
 
 
 def tiny_lps_config(horizon: int = 1, batch_size: int = 16):
