@@ -1,4 +1,5 @@
-"""The actor's objective, read off each agent's own loss and rebuilt from public pieces.
+"""The actor's objective, read off each agent's own loss and rebuilt from public pieces; and the
+static parts of agents built alike, which decide whether they share one compiled program.
 
   Q term      actor/loss and actor/q equal -lam * mean_B agg_k Q_k(s, pi(s)), lam =
               stop_grad(1 / mean_B |agg_k Q_k|) (or 1), and so do their gradients into the actor.
@@ -236,3 +237,14 @@ def test_acting_policy_is_the_decoder_at_latents_on_the_sphere(name, actor):
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
   # Deterministic: the acting policy draws no noise.
   np.testing.assert_array_equal(got, agent.sample_actions(observations, jax.random.PRNGKey(6)))
+
+
+# ------------------------------------------------------------------ one compiled program
+@pytest.mark.parametrize('name', sorted(CRITICS))
+def test_agents_built_apart_share_one_compiled_program(name):
+  """jit's cache key holds an agent's static parts (module.apply, the optimiser): two agents
+  created apart from equal configs must have one tree structure, else every new agent
+  recompiles the same update."""
+  make = lambda seed: jax.eval_shape(lambda: agents.get_agent_class(
+      tiny_config(name).agent_name).create(seed, OBS_DIM, CHUNK_DIM, tiny_config(name)))
+  assert jax.tree.structure(make(0)) == jax.tree.structure(make(1))
