@@ -332,10 +332,10 @@ class Program:
     return rate
 
 
-def fused_program(agent, data, num_steps: int) -> tuple:
+def fused_program(agent, data, num_steps: int, compiler_options=None) -> tuple:
   """(Program, compile_s) of engine.make_train_fn(K) on one agent."""
   start = time.perf_counter()
-  compiled = engine.make_train_fn(num_steps).lower(agent, data).compile()
+  compiled = engine.make_train_fn(num_steps).lower(agent, data).compile(compiler_options)
   compile_s = time.perf_counter() - start
   state = jax.tree.map(jnp.copy, agent)           # the program donates its input
   program = Program(f'fused K={num_steps}', lambda a: compiled(a, data)[0], state, num_steps)
@@ -343,31 +343,32 @@ def fused_program(agent, data, num_steps: int) -> tuple:
   return program, compile_s
 
 
-def sweep_program(agent, data, num_members: int, num_steps: int) -> tuple:
+def sweep_program(agent, data, num_members: int, num_steps: int, compiler_options=None) -> tuple:
   """(Program, compile_s) of sweep.make_vmapped_train_fn(K) on N stacked agents."""
   keys = jax.random.split(agent.rng, num_members)
   stacked = sweep.stack([agent.replace(rng=k) for k in keys])
   start = time.perf_counter()
-  compiled = sweep.make_vmapped_train_fn(num_steps).lower(stacked, data).compile()
+  compiled = sweep.make_vmapped_train_fn(num_steps).lower(stacked, data).compile(compiler_options)
   compile_s = time.perf_counter() - start
   return Program(f'sweep N={num_members}', lambda a: compiled(a, data)[0], stacked,
                  num_members * num_steps), compile_s
 
 
-def unfused_program(agent, sampler: HostSampler) -> tuple:
+def unfused_program(agent, sampler: HostSampler, compiler_options=None) -> tuple:
   """(Program, compile_s) of the public loop: numpy batch on the host, one jit call per update."""
-  update = jax.jit(lambda a, batch: a.update(batch))
   state = jax.tree.map(jnp.copy, agent)
   start = time.perf_counter()
-  jax.block_until_ready(update(state, sampler.sample()))       # compiles on the first call
+  update = jax.jit(lambda a, batch: a.update(batch)).lower(state, sampler.sample()).compile(
+      compiler_options)
   compile_s = time.perf_counter() - start
   return Program('unfused', lambda a: update(a, sampler.sample())[0], state, 1), compile_s
 
 
-def matmul_program(n: int, dtype) -> Program:
+def matmul_program(n: int, dtype, compiler_options=None) -> Program:
   """x @ x for an n x n x in `dtype`; each call depends on the last (`* 0 + previous`)."""
   x = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-  step = jax.jit(lambda a, previous: jnp.dot(a, a) * jnp.zeros((), a.dtype) + previous)
+  step = jax.jit(lambda a, previous: jnp.dot(a, a) * jnp.zeros((), a.dtype) + previous).lower(
+      x, jnp.zeros_like(x)).compile(compiler_options)
   return Program(f'matmul {n} {jnp.dtype(dtype).name}', lambda s: (s[0], step(*s)),
                  (x, jnp.zeros_like(x)), 2.0 * n ** 3)
 
@@ -392,7 +393,8 @@ def load_average():
 
 
 def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_n,
-                budget, data_cache, flops_cache, log, sample_batch=0) -> dict:
+                budget, data_cache, flops_cache, log, sample_batch=0,
+                compiler_options=None) -> dict:
   """Compile every program of one agent x size x dtype, then time them in interleaved rounds."""
   hidden, _, batch_size, rows = SIZES[size]
   if size not in data_cache:
@@ -406,11 +408,13 @@ def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s
            'hidden': list(hidden), 'actor_hidden': list(config.actor_hidden_dims),
            'num_params': int(sum(x.size for x in jax.tree.leaves(agent.params()))),
            'compile_s': {}, 'skipped': []}
-  programs = {'matmul': matmul_program(matmul_n, networks.COMPUTE_DTYPES[dtype])}
+  options = compiler_options
+  programs = {'matmul': matmul_program(matmul_n, networks.COMPUTE_DTYPES[dtype], options)}
   builders = [('unfused', lambda: unfused_program(
-      agent, HostSampler(transitions, batch_size, HORIZON, config.discount)))]
-  builders += [(f'K={k}', functools.partial(fused_program, agent, data, k)) for k in steps]
-  builders += [(f'N={n}', functools.partial(sweep_program, agent, data, n, sweep_steps))
+      agent, HostSampler(transitions, batch_size, HORIZON, config.discount), options))]
+  builders += [(f'K={k}', functools.partial(fused_program, agent, data, k, options))
+               for k in steps]
+  builders += [(f'N={n}', functools.partial(sweep_program, agent, data, n, sweep_steps, options))
                for n in members]
   for key, build in builders:
     # A new program costs about the last compile (a guess) plus its timing windows.
@@ -502,8 +506,9 @@ def summarize(programs: dict, flops_per_update) -> dict:
 
 
 def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, window_s=0.5,
-        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0) -> dict:
-  """The whole benchmark as a JSON-able dict."""
+        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0, compiler_options=None) -> dict:
+  """The whole benchmark as a JSON-able dict (compiler_options: XLA options of the timed
+  training and matmul programs)."""
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
   budget = Budget(budget_s)
   device = jax.devices()[0]
@@ -539,7 +544,7 @@ def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, wi
           continue
         report['results'].append(bench_entry(
             name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_size,
-            budget, data_cache, flops_cache, log, sample_batch))
+            budget, data_cache, flops_cache, log, sample_batch, compiler_options))
   report['load_average_at_end'] = load_average()
   report['total_s'] = budget.elapsed()
   return report
