@@ -21,9 +21,9 @@ from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-
 # The longest modules, longest first. Under `-n 2 --dist loadfile` a module runs whole on one
 # worker, so a long module that starts last leaves the other core idle at the end; started
 # first, the other worker works through the short modules meanwhile.
-LONGEST_MODULES = ('test_toy_gates.py', 'test_multitask.py', 'test_parallel.py',
-                   'test_multihost.py', 'test_schedule.py', 'test_ogbench_grid.py',
-                   'test_mixed_precision.py')
+LONGEST_MODULES = ('test_toy_gates.py', 'test_bench.py', 'test_parallel.py',
+                   'test_ogbench_grid.py', 'test_rundir_errors.py', 'test_multitask.py',
+                   'test_checkpoint.py', 'test_launch.py', 'test_multihost.py')
 
 
 def pytest_configure(config):
