@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One command for a lent GPU machine (run from the repo root; < 9 minutes, every step
+# One command for a machine with a GPU (run from the repo root; < 9 minutes, every step
 # time-boxed): LPS and QC-FQL at paper size on cube-single tasks 1..5 x seeds, each agent ONE
 # vmapped program, evaluated with 50 episodes per (agent, task, seed) in parallel CPU processes.
 #
-#   bash launch/gpu_check.sh            # device tool: carry=['.whl'] (launch/make_gpu_wheels.sh)
+#   bash launch/gpu_check.sh            # installs .whl/ (launch/make_gpu_wheels.sh); with the
+#                                       # packages already installed: SKIP_INSTALL=1 (docs/gpu.md)
 #
 # Writes into $OUT (default ./gpu_out), at most 7 small files:
 #   gpu_check.log   every step's output (nvidia-smi, jax.devices(), generation speed, training)
@@ -43,15 +44,15 @@
 #                        bring every member's params back (evaluate here with --evaluate_saved)
 #   TAIL_S=150           seconds kept after training for start-up and the evaluation tail
 #
-# The CPU-size side-by-side grid of the README (same data as the CPU run, carried; measured on
-# an H100: 100k steps x 15 members x 3 agents in 140 s; the first try's evaluation pool there
-# ran out of memory (one env per episode, since capped), so this trains there and evaluates here):
+# The CPU-size side-by-side grid of docs/ogbench.md (the CPU machine's data file copied into
+# the repository as .gpu/ogdata100; one H100: 100k steps x 15 members x 3 agents in 140 s),
+# trained on the GPU machine and evaluated on a CPU machine from the returned params:
 #   CONCURRENT=1 SIZE=cpu AGENTS=lps,qcfql,fql TASKS=2,3,5 SEEDS=5 NUM_STEPS=100000 \
 #     EVAL_AT=50000,100000 DATA_DIR=.gpu/ogdata100 BENCH=0 TOY=0 TAIL_S=20 TOTAL_S=200 \
 #     GRID_EXTRA="--noevaluate --save_params" bash launch/gpu_check.sh
-#                        # device: carry ['.whl', '.gpu/ogdata100']; then, here:
+#   # then, on the CPU machine, with run_<agent>.tar.gz unpacked into DIR:
 #   python experiments/ogbench_grid.py --evaluate_saved=DIR/lps,DIR/qcfql,DIR/fql \
-#     --eval_episodes=50 --eval_workers=2 --workdir=experiments/results/ogbench_cpu_size
+#     --eval_episodes=50 --eval_workers=2 --workdir=runs/ogbench_cpu_size
 set -u
 START=$(date +%s)
 OUT="${OUT:-./gpu_out}"

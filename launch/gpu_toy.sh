@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The toy-task studies on a lent GPU (launch/gpu_check.sh runs this in the background while the
+# The toy-task studies on a GPU (launch/gpu_check.sh runs this in the background while the
 # OGBench data is generated on the CPU cores). Every program is one vmapped run of all its seeds
 # (x alphas), at the default toy config. Writes into $1 (default ./gpu_out/toy):
 #   alpha/          paper Fig. 2: FQL, ReBRAC x alpha {0.1..1000} x 3 seeds, LPS, DSRL x 3 seeds

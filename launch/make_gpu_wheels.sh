@@ -5,8 +5,8 @@
 # dm_control is repacked without its suite / locomotion / test assets (ogbench imports only
 # dm_control.mjcf and dm_control.viewer.user_input), which takes it from 56 MB to ~2 MB.
 #
-#   bash launch/make_gpu_wheels.sh [DIR]     # default DIR: ./.whl (git-ignored; carried with
-#                                            # the device tool's carry=['.whl'])
+#   bash launch/make_gpu_wheels.sh [DIR]     # default DIR: ./.whl (git-ignored; copy it with
+#                                            # the repository to the GPU machine, docs/gpu.md)
 # PYVER=3.11 bash launch/make_gpu_wheels.sh /tmp/w311 builds the same set for a local check.
 set -euo pipefail
 DIR="${1:-.whl}"

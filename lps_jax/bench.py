@@ -28,7 +28,8 @@ Sizes: small = 2x64 nets, batch 64; mid = 2x256, batch 256; paper = the LPS pape
 whose compile + timing would overrun it is skipped and listed under "skipped".
 
   python -m lps_jax.bench --sizes=small,mid,paper --agents=lps,fql --output=bench.json
-  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md   # README
+  python -m lps_jax.bench --cpu_table --budget_s=2700 --output=t.json --markdown=t.md
+                                                            # the CPU table of docs/throughput.md
   python -m lps_jax.bench --quick                           # smoke test (small, 2 short rounds)
   python -m lps_jax.bench --gpu --output=gpu.json          # ~100 s on one H100 / H200
   python -m lps_jax.bench --gpu --gpu_size=tiny ...        # the same preset, tiny, on a CPU
@@ -68,8 +69,7 @@ GPU_PRESET = dict(agents=('lps', 'fql'), dtypes=('float32', 'bfloat16'), steps=(
                   members=(32,), sweep_steps=10, rounds=2, window_s=0.3, budget_s=85.0,
                   matmul_size=8192)
 
-# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps).
-# The CPU table of README ("Throughput"): per size (K values, N values, K of the sweeps); the
+# The CPU table of docs/throughput.md: per size (K values, N values, K of the sweeps); the
 # paper size first, so that a time box (--budget_s) cuts the cheap sizes. N = 1 is left out at
 # mid and paper size: it runs the same program as fused K = sweep K (sweep.py routes it).
 CPU_TABLE = {'paper': ((1, 10), (8,), 1),
@@ -162,8 +162,9 @@ flags.DEFINE_list('lever_rows', list(LEVERS), 'In-process lever rows of --gpu_le
 flags.DEFINE_list('lever_xla', list(XLA_LEVERS), 'XLA-flag lever rows of --gpu_levers (each a '
                   'child process).')
 flags.DEFINE_float('lever_child_timeout_s', 75.0, 'Time limit of each XLA-lever child process.')
-flags.DEFINE_bool('cpu_table', False, 'The README CPU table: LPS and FQL at small, mid and paper '
-                  'size (K and N per size in CPU_TABLE); prints the markdown table to stderr.')
+flags.DEFINE_bool('cpu_table', False, 'The CPU table of docs/throughput.md: LPS and FQL at '
+                  'small, mid and paper size (K and N per size in CPU_TABLE); prints the '
+                  'markdown table to stderr.')
 flags.DEFINE_string('markdown', None, 'Also write the markdown table here.')
 flags.DEFINE_string('output', None, 'Also write the JSON here.')
 
@@ -510,11 +511,12 @@ class Program:
     return rate
 
 
-def fused_program(agent, data, num_steps: int, unroll: int = 1) -> tuple:
+def fused_program(agent, data, num_steps: int, unroll: int = 1, compiler_options=None) -> tuple:
   """(Program, compile_s) of engine.make_train_fn(K) on one agent; program.kernels_per_step =
   kernels of one call / K (count_kernels)."""
   start = time.perf_counter()
-  compiled = engine.make_train_fn(num_steps, unroll=unroll).lower(agent, data).compile()
+  compiled = engine.make_train_fn(num_steps, unroll=unroll).lower(agent, data).compile(
+      compiler_options)
   compile_s = time.perf_counter() - start
   state = jax.tree.map(jnp.copy, agent)           # the program donates its input
   program = Program(f'fused K={num_steps}', lambda a: compiled(a, data)[0], state, num_steps)
@@ -523,13 +525,15 @@ def fused_program(agent, data, num_steps: int, unroll: int = 1) -> tuple:
   return program, compile_s
 
 
-def sweep_program(agent, data, num_members: int, num_steps: int, unroll: int = 1) -> tuple:
+def sweep_program(agent, data, num_members: int, num_steps: int, unroll: int = 1,
+                  compiler_options=None) -> tuple:
   """(Program, compile_s) of sweep.make_vmapped_train_fn(K) on N stacked agents;
   program.kernels_per_step = kernels of one call / K (one step of all N members)."""
   keys = jax.random.split(agent.rng, num_members)
   stacked = sweep.stack([agent.replace(rng=k) for k in keys])
   start = time.perf_counter()
-  compiled = sweep.make_vmapped_train_fn(num_steps, unroll=unroll).lower(stacked, data).compile()
+  compiled = sweep.make_vmapped_train_fn(num_steps, unroll=unroll).lower(stacked, data).compile(
+      compiler_options)
   compile_s = time.perf_counter() - start
   program = Program(f'sweep N={num_members}', lambda a: compiled(a, data)[0], stacked,
                     num_members * num_steps)
@@ -538,20 +542,21 @@ def sweep_program(agent, data, num_members: int, num_steps: int, unroll: int = 1
   return program, compile_s
 
 
-def unfused_program(agent, sampler: HostSampler) -> tuple:
+def unfused_program(agent, sampler: HostSampler, compiler_options=None) -> tuple:
   """(Program, compile_s) of the public loop: numpy batch on the host, one jit call per update."""
-  update = jax.jit(lambda a, batch: a.update(batch))
   state = jax.tree.map(jnp.copy, agent)
   start = time.perf_counter()
-  jax.block_until_ready(update(state, sampler.sample()))       # compiles on the first call
+  update = jax.jit(lambda a, batch: a.update(batch)).lower(state, sampler.sample()).compile(
+      compiler_options)
   compile_s = time.perf_counter() - start
   return Program('unfused', lambda a: update(a, sampler.sample())[0], state, 1), compile_s
 
 
-def matmul_program(n: int, dtype) -> Program:
+def matmul_program(n: int, dtype, compiler_options=None) -> Program:
   """x @ x for an n x n x in `dtype`; each call depends on the last (`* 0 + previous`)."""
   x = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-  step = jax.jit(lambda a, previous: jnp.dot(a, a) * jnp.zeros((), a.dtype) + previous)
+  step = jax.jit(lambda a, previous: jnp.dot(a, a) * jnp.zeros((), a.dtype) + previous).lower(
+      x, jnp.zeros_like(x)).compile(compiler_options)
   return Program(f'matmul {n} {jnp.dtype(dtype).name}', lambda s: (s[0], step(*s)),
                  (x, jnp.zeros_like(x)), 2.0 * n ** 3)
 
@@ -576,7 +581,8 @@ def load_average():
 
 
 def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_n,
-                budget, data_cache, flops_cache, log, sample_batch=0) -> dict:
+                budget, data_cache, flops_cache, log, sample_batch=0,
+                compiler_options=None) -> dict:
   """Compile every program of one agent x size x dtype, then time them in interleaved rounds."""
   hidden, _, batch_size, rows = SIZES[size]
   if size not in data_cache:
@@ -590,11 +596,14 @@ def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s
            'hidden': list(hidden), 'actor_hidden': list(config.actor_hidden_dims),
            'num_params': int(sum(x.size for x in jax.tree.leaves(agent.params()))),
            'compile_s': {}, 'skipped': []}
-  programs = {'matmul': matmul_program(matmul_n, networks.COMPUTE_DTYPES[dtype])}
+  options = compiler_options
+  programs = {'matmul': matmul_program(matmul_n, networks.COMPUTE_DTYPES[dtype], options)}
   builders = [('unfused', lambda: unfused_program(
-      agent, HostSampler(transitions, batch_size, HORIZON, config.discount)))]
-  builders += [(f'K={k}', functools.partial(fused_program, agent, data, k)) for k in steps]
-  builders += [(f'N={n}', functools.partial(sweep_program, agent, data, n, sweep_steps))
+      agent, HostSampler(transitions, batch_size, HORIZON, config.discount), options))]
+  builders += [(f'K={k}', functools.partial(fused_program, agent, data, k, compiler_options=options))
+               for k in steps]
+  builders += [(f'N={n}', functools.partial(sweep_program, agent, data, n, sweep_steps,
+                                                   compiler_options=options))
                for n in members]
   for key, build in builders:
     # A new program costs about the last compile (a guess) plus its timing windows.
@@ -689,8 +698,9 @@ def summarize(programs: dict, flops_per_update) -> dict:
 
 
 def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, window_s=0.5,
-        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0) -> dict:
-  """The whole benchmark as a JSON-able dict."""
+        matmul_size=2048, budget_s=0.0, log=None, sample_batch=0, compiler_options=None) -> dict:
+  """The whole benchmark as a JSON-able dict (compiler_options: XLA options of the timed
+  training and matmul programs)."""
   log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
   budget = Budget(budget_s)
   device = jax.devices()[0]
@@ -726,7 +736,7 @@ def run(agent_names, sizes, dtypes, steps, members, sweep_steps=10, rounds=3, wi
           continue
         report['results'].append(bench_entry(
             name, size, dtype, steps, members, sweep_steps, rounds, window_s, matmul_size,
-            budget, data_cache, flops_cache, log, sample_batch))
+            budget, data_cache, flops_cache, log, sample_batch, compiler_options))
   report['load_average_at_end'] = load_average()
   report['total_s'] = budget.elapsed()
   return report

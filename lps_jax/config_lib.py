@@ -75,7 +75,7 @@ def make_run_config(agent: ml_collections.ConfigDict, variant: str = 'toy'):
   if variant == 'toy':
     # Small nets; lr 2e-4 and plain (unweighted) MeanFlow MSE: with a 2-D action the
     # spherical latent is a circle, and the one-step decoder's radius drifts at larger lr
-    # (measured, README "The toy task").
+    # (measured, docs/toy.md "Why one ring").
     agent.horizon = 1
     agent.batch_size = 256
     agent.lr = 2e-4

@@ -38,8 +38,13 @@ def train_steps(agent, data: dataset_lib.DeviceDataset, num_steps: int, step_fn=
   return agent, jax.tree.map(jnp.mean, infos)
 
 
+@functools.lru_cache(maxsize=None)
 def make_train_fn(num_steps: int, step_fn=train_step, unroll: int = 1):
-  """jit(train_steps) for a fixed K, donating the agent."""
+  """jit(train_steps) for a fixed K, donating the agent.
+
+  One jitted function per (K, step_fn, unroll): agents of one structure (train_state shares
+  their static parts) then reuse one compiled program, however often the fn is asked for.
+  """
   return jax.jit(functools.partial(train_steps, num_steps=num_steps, step_fn=step_fn,
                                    unroll=unroll), donate_argnums=(0,))
 

@@ -10,7 +10,7 @@ The learning gates (tests/test_toy_gates.py) and the alpha study
 """
 import dataclasses
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +31,13 @@ class MemberRuns:
 
 
 def train_members(config, members: Sequence[dict], task: Optional[tasks.Task] = None,
-                  num_steps: Optional[int] = None) -> MemberRuns:
+                  num_steps: Optional[int] = None,
+                  compiler_options: Optional[Dict[str, Any]] = None) -> MemberRuns:
   """Train every member of `members` in one vmapped program for num_steps (default config's).
 
   config: a run config (config_lib.make_run_config); num_steps must be a multiple of
   config.steps_per_call. The last call's mean train metrics are returned per member.
+  compiler_options: XLA options for the training program (e.g. an optimisation level).
   """
   task = task or tasks.make_task(config)
   num_steps = config.num_steps if num_steps is None else num_steps
@@ -47,6 +49,8 @@ def train_members(config, members: Sequence[dict], task: Optional[tasks.Task] = 
   agents, _ = vmap_sweep.create_stacked_agents(config, members, task.observation_dim, chunk_dim)
   data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
   train_fn = vmap_sweep.make_vmapped_train_fn(config.steps_per_call)
+  if compiler_options:
+    train_fn = train_fn.lower(agents, data).compile(compiler_options)
   info = {}
   for _ in range(num_steps // config.steps_per_call):
     agents, info = train_fn(agents, data)

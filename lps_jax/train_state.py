@@ -3,21 +3,46 @@
 The learning rate lives inside the optimiser state (optax.inject_hyperparams), so it is an
 ordinary array leaf: a vmapped sweep can give every member its own learning rate.
 """
+import functools
 from typing import Any, Callable
 
+import flax.linen as nn
 import flax.struct
 import jax
 import optax
 
 
+@functools.lru_cache(maxsize=None)
 def make_optimizer(learning_rate: float, max_grad_norm: float = 0.0) -> optax.GradientTransformation:
-  """Adam with an injectable learning rate, optionally after global-norm clipping."""
+  """Adam with an injectable learning rate, optionally after global-norm clipping.
+
+  Cached: tx is a static field of every train state, compared by identity in jit's cache key,
+  so agents created apart with the same (lr, max_grad_norm) share one compiled program.
+  """
 
   def build(learning_rate):
     adam = optax.adam(learning_rate)
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if max_grad_norm > 0 else adam
 
   return optax.inject_hyperparams(build)(learning_rate=learning_rate)
+
+
+@functools.lru_cache(maxsize=None)
+def _shared_module(module: nn.Module) -> nn.Module:
+  """The first module built with these fields (flax modules hash and compare by their fields)."""
+  return module
+
+
+def shared_apply_fn(apply_fn: Callable) -> Callable:
+  """module.apply of one shared module per configuration; other functions unchanged.
+
+  apply_fn is a static field, part of jit's cache key, and bound methods compare by the
+  identity of their module: without this, two agents created apart would compile twice.
+  """
+  module = getattr(apply_fn, '__self__', None)
+  if isinstance(module, nn.Module) and getattr(apply_fn, '__name__', '') == 'apply':
+    return _shared_module(module).apply
+  return apply_fn
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -31,7 +56,7 @@ class TrainState(flax.struct.PyTreeNode):
   @classmethod
   def create(cls, apply_fn, params, tx):
     return cls(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
-               opt_state=tx.init(params), apply_fn=apply_fn, tx=tx)
+               opt_state=tx.init(params), apply_fn=shared_apply_fn(apply_fn), tx=tx)
 
   def __call__(self, *args, params=None, **kwargs):
     """Apply the network with `params` (default: the state's own)."""

@@ -24,6 +24,7 @@ CLI (grid x seeds; add --resume to continue it after a preemption, exit 75 on SI
 """
 import copy
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -200,6 +201,7 @@ def create_stacked_agents(config, members: Sequence[dict], observation_dim: int,
   return stack(created, template), configs
 
 
+@functools.lru_cache(maxsize=None)
 def make_vmapped_train_fn(num_steps: int, step_fn=engine.train_step, unroll: int = 1):
   """jit(vmap(K scanned updates)) over stacked agents, dataset shared; donates the agents.
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import cli_env
+from conftest import FULL_OPTIMIZATION, cli_env
 from lps_jax import agents as agents_lib
 from lps_jax import bench, engine
 from lps_jax import vmap_sweep as sweep
@@ -94,8 +94,10 @@ def test_rolled_scan_flops_match_an_unrolled_copy(tiny_data, fql_reference_flops
 
 
 def test_bench_json_has_ratios_and_loop_aware_flops(fql_reference_flops):
+  # Timed at XLA's default optimisation level, as the benchmark runs outside the tests.
   report = bench.run(['fql'], ['tiny'], ['float32'], steps=[1, 10], members=[1, 2],
-                     sweep_steps=2, rounds=2, window_s=0.05, matmul_size=128, log=lambda m: None)
+                     sweep_steps=2, rounds=2, window_s=0.05, matmul_size=128, log=lambda m: None,
+                     compiler_options=FULL_OPTIMIZATION)
   (entry,) = report['results']
   assert set(entry['fused_over_unfused']) == {'K=1', 'K=10'}
   assert set(entry['sweep_over_unfused']) == {'N=1', 'N=2'}

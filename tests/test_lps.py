@@ -1,4 +1,6 @@
 """LPS agent: gradient isolation of the three losses, the fused scan, learning on the toy task."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +21,21 @@ def _agent_and_batch(horizon=2):
   return agent, batch, data
 
 
-def _grad_of(agent, batch, metric):
-  return jax.grad(lambda p: agent.loss(p, batch, jax.random.PRNGKey(2))[1][metric])(agent.params())
+@functools.lru_cache(maxsize=None)
+def _loss_gradients():
+  """{metric: grads over agent.params()} for the three LPS losses, in one compiled program."""
+  agent, batch, _ = _agent_and_batch()
+
+  @jax.jit
+  def grads(agent, batch):
+    return {metric: jax.grad(lambda p, m=metric: agent.loss(p, batch, jax.random.PRNGKey(2))[1][m])(
+        agent.params()) for metric in ('actor/loss', 'flow/loss', 'critic/loss')}
+
+  return grads(agent, batch)
+
+
+def _grad_of(metric):
+  return _loss_gradients()[metric]
 
 
 def _is_zero(tree):
@@ -28,19 +43,17 @@ def _is_zero(tree):
 
 
 def test_actor_loss_reaches_only_the_latent_actor():
-  agent, batch, _ = _agent_and_batch()
-  grads = _grad_of(agent, batch, 'actor/loss')
+  grads = _grad_of('actor/loss')
   assert _is_zero(grads['flow']), 'actor loss must not train the base policy'
   assert _is_zero(grads['critic']), 'actor loss must not train the critic'
   assert not _is_zero(grads['latent_actor'])
 
 
 def test_flow_and_critic_losses_reach_only_their_networks():
-  agent, batch, _ = _agent_and_batch()
-  flow_grads = _grad_of(agent, batch, 'flow/loss')
+  flow_grads = _grad_of('flow/loss')
   assert _is_zero(flow_grads['latent_actor']) and _is_zero(flow_grads['critic'])
   assert not _is_zero(flow_grads['flow'])
-  critic_grads = _grad_of(agent, batch, 'critic/loss')
+  critic_grads = _grad_of('critic/loss')
   assert _is_zero(critic_grads['latent_actor']) and _is_zero(critic_grads['flow'])
   assert not _is_zero(critic_grads['critic'])
 
@@ -71,6 +84,6 @@ def test_scanned_steps_equal_repeated_single_steps():
 
 def test_sample_actions_shape_and_bounds():
   agent, batch, _ = _agent_and_batch(horizon=3)
-  actions = agent.sample_actions(batch['observations'])
+  actions = jax.jit(lambda a, o: a.sample_actions(o))(agent, batch['observations'])
   assert actions.shape == (16, 6)
   assert float(jnp.abs(actions).max()) <= 1.0

@@ -57,3 +57,13 @@ def test_lps_sizes(domain):
   assert agent.actor_hidden_dims == (256, 256)
   assert config.num_steps == 1_000_000 and config.eval_episodes == 50
   assert config.task == f'{domain}-play-singletask-task2-v0'
+
+
+@pytest.mark.parametrize('agent', ['lps', 'qcfql', 'fql', 'rebrac', 'dsrl', 'lawr'])
+def test_shared_optimisation_values(agent):
+  """Polyak rate, discount and Adam lr of every agent (LPS / FQL papers; the toy keeps tau, gamma)."""
+  for variant in ('ogbench', 'ogbench_small'):
+    config = _config(agent, 'cube-single', variant).agent
+    assert config.tau == 0.005 and config.discount == 0.99 and config.lr == 3e-4, variant
+  toy = _config(agent, 'cube-single', 'toy').agent
+  assert toy.tau == 0.005 and toy.discount == 0.99

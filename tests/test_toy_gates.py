@@ -10,11 +10,12 @@ Each gate trains its seeds (x alphas) as ONE vmapped program at the default toy 
              - alpha = 0.1 leaves the support (>= 30% out of support) or collapses
              - LPS at its one default >= FQL at its best alpha - 0.05, <= 5% out of support
 
-Planted bugs each gate was seen to catch are listed in README ("Learning gates").
+Planted bugs each gate was seen to catch are listed in docs/toy.md ("The learning gates").
 """
 import numpy as np
 import pytest
 
+from conftest import FULL_OPTIMIZATION
 from lps_jax import tasks, toy_study
 
 LPS_SEEDS = (0, 1, 2, 3, 4)
@@ -34,7 +35,7 @@ def task():
 @pytest.fixture(scope='module')
 def lps_metrics(task):
   runs = toy_study.train_members(toy_study.run_config('lps'), [{'seed': s} for s in LPS_SEEDS],
-                                 task)
+                                 task, compiler_options=FULL_OPTIMIZATION)
   return toy_study.evaluate_members(runs, task)
 
 
@@ -42,7 +43,8 @@ def lps_metrics(task):
 def fql_metrics(task):
   """{alpha: [metrics per seed]} for FQL, all alphas x seeds in one program."""
   members = [{'seed': s, 'agent.alpha': a} for a in ALPHAS for s in ALPHA_SEEDS]
-  runs = toy_study.train_members(toy_study.run_config('fql'), members, task)
+  runs = toy_study.train_members(toy_study.run_config('fql'), members, task,
+                                 compiler_options=FULL_OPTIMIZATION)
   metrics = toy_study.evaluate_members(runs, task)
   return {a: [m for member, m in zip(members, metrics) if member['agent.alpha'] == a]
           for a in ALPHAS}

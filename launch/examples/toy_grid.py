@@ -1,4 +1,4 @@
-"""LPS on the two-rings toy task: learning rate x critic target rate, 3 seeds (12 runs).
+"""LPS on the toy task: learning rate x critic target rate, 3 seeds (12 runs).
 
     python -m launch.launcher --spec=launch/examples/toy_grid.py --out=runs/toy_grid --parallel=2
     python -m launch.launcher --spec=launch/examples/toy_grid.py --out=runs/toy_grid_vmap --mode=vmap

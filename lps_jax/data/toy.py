@@ -18,7 +18,7 @@ circle) can cover it.
 
 Variant, 'toy-rings': the old two-rings bandit, one dummy state. Behaviour actions on two
 concentric rings; reward 0.3 on the inner ring, 0.6 on the outer ring, 1.0 on the outer ring's
-top-right arc (60..90 degrees). Finding (experiments/toy_decoder_study.py, README): with a 2-D
+top-right arc (60..90 degrees). Finding (experiments/toy_decoder_study.py, docs/toy.md): with a 2-D
 action the spherical latent is a circle, and a one-step decoder's image of a circle is one
 closed curve: it cannot cover two disjoint rings, so LPS cannot reliably land on the arc.
 
