@@ -146,10 +146,10 @@ def run_config(agent: str, task: int, size_name=None, domain=None):
   return config
 
 
-def ensure_dataset():
+def ensure_dataset(domain=None):
   """Generate <domain>-play-v0 into --dataset_dir unless it is there -> seconds spent."""
   from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
-  dataset = f'{FLAGS.domain}-play-v0'
+  dataset = f'{domain or FLAGS.domain}-play-v0'
   train_path, _ = generate.output_paths(dataset, FLAGS.dataset_dir)
   if os.path.exists(train_path):
     print(f'reusing {train_path}', flush=True)
@@ -162,14 +162,14 @@ def ensure_dataset():
   return {'generated': True, 'path': train_path, **stats}
 
 
-def load_tasks(tasks, sparse: bool):
+def load_tasks(tasks, sparse: bool, domain=None):
   """Per-task transitions (relabelled) and the dataset info of the first task."""
   from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
   from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
   per_task, info = [], None
   for task in tasks:
-    name = config_lib.ogbench_task_name(FLAGS.domain, task)
+    name = config_lib.ogbench_task_name(domain or FLAGS.domain, task)
     env = ogbench_env.make_env(name)
     transitions, task_info = ogbench_data.load_ogbench_dataset(
         name, FLAGS.dataset_dir, sparse=sparse, env=env)
@@ -178,23 +178,36 @@ def load_tasks(tasks, sparse: bool):
   return per_task, info
 
 
-def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results):
-  """Train one agent's tasks x seeds program, submitting evaluations -> its summary."""
+def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results, domain=None,
+                members=None, ident=None, time_budget_s=None, on_trained=None):
+  """Train one agent's tasks x members program, submitting evaluations -> its summary.
+
+  members  vmap_sweep members [{'seed': s, 'agent.<key>': value}] on the program's member axis
+           (default: one per seed); swept keys must be vmappable (lr, agent.hparams)
+  ident    ident(task, member, step) -> the fields naming an evaluation (its tag, in order) and
+           a train row (default: agent, task, seed, step)
+  time_budget_s  this program's training budget (default --time_budget_s; 0: none)
+  on_trained     on_trained(agents [T, M, ...], step) after the last call (e.g. more metrics)
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
-  configs = [run_config(agent, task) for task in tasks]
+  from lps_jax import config_lib, multitask, vmap_sweep  # pylint: disable=g-import-not-at-top
+  configs = [run_config(agent, task, domain=domain) for task in tasks]
   config = configs[0]
+  members = members or [{'seed': seed} for seed in seeds]
+  ident = ident or (lambda task, member, step: {'agent': agent, 'task': task,
+                                                'seed': member['seed'], 'step': step})
+  action_dim, obs_dim = info['act_dim'], info['obs_dim']
+  agent_cfg = config.agent
   try:
     config_lib.validate(config)
-  except config_lib.ConfigError as e:
+    agents = multitask.create_member_agents(config, members, len(tasks), obs_dim,
+                                            agent_cfg.horizon * action_dim)
+  except (config_lib.ConfigError, vmap_sweep.SweepError) as e:
     raise GridError(f'{agent}: {e}') from None
-  agent_cfg = config.agent
-  action_dim, obs_dim = info['act_dim'], info['obs_dim']
   data = multitask.stack_task_datasets(per_task, agent_cfg.horizon, source=info['path'])
-  agents = multitask.create_agents(agent_cfg, seeds, len(tasks), obs_dim,
-                                   agent_cfg.horizon * action_dim)
   train_fn = multitask.make_train_fn(FLAGS.steps_per_call, data)
-  num_members = len(tasks) * len(seeds)
+  num_members = len(tasks) * len(members)
+  budget = FLAGS.time_budget_s if time_budget_s is None else time_budget_s
   pieces = max(1, (FLAGS.eval_workers or 1) // num_members)
   start = time.perf_counter()
   step, compile_s, evaluated = 0, None, set()
@@ -208,13 +221,13 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
           'agent': agent, 'domain': FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
           'seeds': seeds, 'step': step, 'obs_dim': obs_dim, 'action_dim': action_dim})
     for t, task in enumerate(tasks):
-      for s, seed in enumerate(seeds):
+      for m, member in enumerate(members):
+        fields = ident(task, member, step)
         if FLAGS.evaluate:
           submit_member(pool, results, agent_cfg, obs_dim, action_dim,
-                        multitask.member_params(all_params, t, s), configs[t].task, pieces,
-                        (agent, task, seed, step))
-        results.train_rows.append({'agent': agent, 'task': task, 'seed': seed, 'step': step,
-                           **{k: float(v[t, s]) for k, v in host.items()}})
+                        multitask.member_params(all_params, t, m), configs[t].task, pieces,
+                        tuple(fields.values()), seed=member['seed'])
+        results.train_rows.append({**fields, **{k: float(v[t, m]) for k, v in host.items()}})
     evaluated.add(step)
 
   while step < FLAGS.num_steps:
@@ -225,7 +238,7 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
       compile_s = time.perf_counter() - start
       steady_start, steady_from = time.perf_counter(), step
     elapsed = time.perf_counter() - start
-    over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
+    over_budget = budget > 0 and elapsed >= budget
     if step in eval_at or over_budget or step >= FLAGS.num_steps:
       submit_eval(step, metrics)
     if step % (10 * FLAGS.steps_per_call) == 0 or over_budget:
@@ -239,6 +252,8 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
   steady_s = time.perf_counter() - steady_start
   steady_steps = step - steady_from
   rate = steady_steps / steady_s if steady_steps else float('nan')
+  if on_trained is not None:
+    on_trained(agents, step)
   summary = {
       'agent': agent, 'horizon': agent_cfg.horizon, 'alpha': agent_cfg.get('alpha'),
       'batch_size': agent_cfg.batch_size,
@@ -257,13 +272,14 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
 
 
 def submit_member(pool, results, agent_cfg, obs_dim, action_dim, params, env_name, pieces,
-                  tag):
-  """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step)."""
+                  tag, seed=None):
+  """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step) unless
+  `seed` (the episodes' reset seed base) is given."""
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   for episodes in eval_pool.split_episodes(FLAGS.eval_episodes, pieces):
     results.pending.append(pool.submit(eval_pool.EvalJob(
         agent_cfg, obs_dim, action_dim, params, env_name, episodes.start, len(episodes),
-        tag[2], tag)))
+        tag[2] if seed is None else seed, tag)))
 
 
 def write_csv(path, rows):
