@@ -27,6 +27,9 @@
       --alphas=0.1,1,3,10,100 --seeds=0..1 --size=cpu --num_steps=100000 --eval_episodes=50 \
       --dataset_dir=/work/data/ogbench100 --workdir=runs/alpha
 
+Runs of this driver (e.g. one process per domain sharing a GPU) are combined into one CSV,
+table and figure by --merge=DIR1,DIR2 --workdir=DIR (no training).
+
 Per-agent alphas: --agent_alphas='lps=0.1,1,10;dsrl=1' (agents not named use --alphas; DSRL
 defaults to its default, 1). Time: --time_budget_s per program, --total_time_s for the whole
 run (each program gets an equal share of what is left, less --reserve_s).
@@ -66,9 +69,10 @@ PAPER_ALPHA = {
               'dsrl': '0.48-0.70'},
     'cube-double': {'qcmfql': '~0 at every alpha', 'lps': '0.27-0.54', 'dsrl': '0.03-0.07'},
 }
+SIZE_CHECK = 0.3       # LPS at alpha 1 must reach this, or a flat curve means nothing
 # ogbench_grid flags that have no meaning here (the alpha axis replaces them).
 GRID_ONLY_FLAGS = ('domain', 'tasks', 'alpha', 'eval_at', 'save_params', 'evaluate',
-                   'evaluate_saved', 'merge')
+                   'evaluate_saved')
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('domains', ['puzzle-3x3', 'scene'], 'OGBench manipulation domains.')
@@ -240,6 +244,12 @@ def table_markdown(rows, agents, domains):
                      f'{min(means.values()):.2f}..{max(means.values()):.2f} | {paper} |')
     lines += ['', '| agent | best alpha | success there | at 1/10 and 10x of it | '
               'min..max over alpha | paper |', '|---|---|---|---|---|---|', *summary, '']
+    check = by_alpha([r for r in mine if r['agent'] == 'lps' and r['alpha'] == 1.0])
+    if check:
+      values = check[1.0]
+      verdict = 'yes' if np.mean(values) >= SIZE_CHECK else 'NO: grow data / steps / nets'
+      lines += [f"Size check (LPS at alpha 1): success {' / '.join(f'{v:.2f}' for v in values)}"
+                f'; learns (mean >= {SIZE_CHECK}): {verdict}', '']
   return '\n'.join(lines) + '\n'
 
 
@@ -425,6 +435,36 @@ def train_program(agent, domain, task, members, seeds, per_task, info, pool, log
   return summary
 
 
+def merge_runs(run_dirs, workdir):
+  """Combine earlier runs' alpha.csv / support.csv / train.csv / summary.json into workdir."""
+  if not workdir:
+    raise GridError('--workdir is required')
+  rows, support, train, summaries = [], [], [], []
+  for run_dir in run_dirs:
+    path = lambda name, run_dir=run_dir: os.path.join(run_dir, name)
+    if not os.path.exists(path('alpha.csv')):
+      raise GridError(f"--merge: {path('alpha.csv')} does not exist")
+    rows += read_rows(path('alpha.csv'))
+    support += read_rows(path('support.csv'))
+    train += read_rows(path('train.csv'))
+    if os.path.exists(path('summary.json')):
+      with open(path('summary.json')) as f:
+        summaries.append(json.load(f))
+  keys = [tuple(r[k] for k in FIELDS) for r in rows]
+  if len(set(keys)) != len(keys):
+    raise GridError('--merge: the runs share (agent, domain, task, alpha, seed, steps) rows')
+  os.makedirs(workdir, exist_ok=True)
+  agents = list(dict.fromkeys(r['agent'] for r in rows))
+  domains = list(dict.fromkeys(r['domain'] for r in rows))
+  summary = {'merged_from': list(run_dirs), 'runs': summaries,
+             'agents': [a for s in summaries for a in s.get('agents', [])]}
+  results = AlphaResults(workdir, summary, agents, domains)
+  results.previous, results.support_rows, results.train_rows = rows, support, train
+  results.write()
+  print(table_markdown(rows, agents, domains))
+  return rows
+
+
 def _exit_on_sigterm(signum, frame):
   del frame
   sys.exit(128 + signum)   # raises SystemExit here, so run()'s finally writes the outputs
@@ -440,7 +480,10 @@ def main(argv):
   from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
   try:
-    run(*parse_plan())
+    if FLAGS.merge:
+      merge_runs(FLAGS.merge, FLAGS.workdir)
+    else:
+      run(*parse_plan())
   except (GridError, dataset_lib.DatasetError, generate.GenerateError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
