@@ -7,8 +7,8 @@
                 a member axis); alpha is the agent's vmappable weight (ALPHA_KEYS): QC-MFQL /
                 QC-FQL / FQL `alpha` (distillation), LPS / DSRL `actor_scale` (the reference
                 code's alpha on the actor loss)
-    evaluate    after training, --eval_episodes per member in CPU worker processes, overlapping
-                the next agent's training
+    evaluate    after training (and at --eval_at steps), --eval_episodes per member in CPU
+                worker processes, overlapping the next agent's training
     support     after training, each member's action chunks at 1,024 dataset states: distance
                 to the nearest of 8,192 dataset chunks (RMS per action dim), beside the same
                 distance for the data's own chunks at those states
@@ -71,8 +71,7 @@ PAPER_ALPHA = {
 }
 SIZE_CHECK = 0.3       # LPS at alpha 1 must reach this, or a flat curve means nothing
 # ogbench_grid flags that have no meaning here (the alpha axis replaces them).
-GRID_ONLY_FLAGS = ('domain', 'tasks', 'alpha', 'eval_at', 'save_params', 'evaluate',
-                   'evaluate_saved')
+GRID_ONLY_FLAGS = ('domain', 'tasks', 'alpha', 'save_params', 'evaluate', 'evaluate_saved')
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('domains', ['puzzle-3x3', 'scene'], 'OGBench manipulation domains.')
@@ -86,6 +85,7 @@ flags.DEFINE_float('total_time_s', 0.0, 'Training budget of the whole run in sec
 flags.DEFINE_float('reserve_s', 0.0, 'Seconds of --total_time_s kept for the evaluation tail.')
 flags.DEFINE_integer('support_states', 1024, 'Dataset states of the support distance (0: off).')
 FLAGS.set_default('agents', ['qcmfql', 'lps'])
+FLAGS.set_default('eval_at', '')     # success after training only (plus any steps named here)
 
 
 # ------------------------------------------------------------------------------ plan
@@ -100,7 +100,7 @@ def parse_floats(text, name):
 
 
 def parse_plan():
-  """-> (domains [(domain, task)], {agent: [alphas]}, seeds), or GridError."""
+  """-> (domains [(domain, task)], {agent: [alphas]}, seeds, eval_at), or GridError."""
   from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
   for name in GRID_ONLY_FLAGS:
     if FLAGS[name].present:
@@ -110,8 +110,9 @@ def parse_plan():
     raise GridError('--workdir is required')
   try:
     seeds = multitask.parse_int_list(FLAGS.seeds)
+    eval_at = multitask.parse_int_list(FLAGS.eval_at) if FLAGS.eval_at.strip() else []
   except ValueError as e:
-    raise GridError(f'--seeds: {e}') from None
+    raise GridError(f'--seeds / --eval_at: {e}') from None
   if FLAGS.num_steps < 1 or FLAGS.steps_per_call < 1 or FLAGS.eval_episodes < 1:
     raise GridError('--num_steps, --steps_per_call and --eval_episodes must be >= 1')
   if FLAGS.num_steps % FLAGS.steps_per_call:
@@ -140,7 +141,12 @@ def parse_plan():
       raise GridError(f'--agents: {agent!r} has no alpha here; choose from {sorted(ALPHA_KEYS)}')
     if not os.path.exists(ogbench_grid.config_path(agent)):
       raise GridError(f'--agents: no config {ogbench_grid.config_path(agent)}')
-  return [(d, tasks[d]) for d in FLAGS.domains], alphas, seeds
+  bad = [s for s in eval_at if s % FLAGS.steps_per_call or s < 1]
+  if bad:
+    raise GridError(f'--eval_at {bad} must be positive multiples of --steps_per_call='
+                    f'{FLAGS.steps_per_call}')
+  return ([(d, tasks[d]) for d in FLAGS.domains], alphas, seeds,
+          sorted(s for s in eval_at if s < FLAGS.num_steps))
 
 
 def members_of(agent, alphas, seeds):
@@ -205,6 +211,16 @@ def write_rows(path, rows, fields):
   os.replace(path + '.tmp', path)
 
 
+def final_rows(rows):
+  """Each member's last evaluation (the most steps): success after training."""
+  last = {}
+  for r in rows:
+    key = (r['agent'], r['domain'], r['task'], r['alpha'], r['seed'])
+    if key not in last or r['steps'] > last[key]['steps']:
+      last[key] = r
+  return list(last.values())
+
+
 def by_alpha(rows):
   """{alpha: [success per seed]} sorted by alpha."""
   out = {}
@@ -216,8 +232,9 @@ def by_alpha(rows):
 def table_markdown(rows, agents, domains):
   """Per domain and agent: success per alpha, best alpha and its neighbours, the paper's."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  rows = final_rows(rows)
   lines = ['Success after training (mean over seeds, min..max), per alpha; '
-           "paper: the LPS paper's alpha figure", '']
+           "paper: the LPS paper's alpha figure (earlier evaluations: alpha.csv)", '']
   for domain in domains:
     mine = [r for r in rows if r['domain'] == domain]
     if not mine:
@@ -259,6 +276,7 @@ def plot_alpha(path, rows, agents, domains):
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  rows = final_rows(rows)
   domains = [d for d in domains if any(r['domain'] == d for r in rows)]
   if not domains:
     return
@@ -342,7 +360,7 @@ def finished(rows, agent, domain, task, members):
 
 
 # ------------------------------------------------------------------------------ run
-def run(domains, alphas, seeds):
+def run(domains, alphas, seeds, eval_at):
   import jax  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   workdir = FLAGS.workdir
@@ -351,7 +369,7 @@ def run(domains, alphas, seeds):
   log = ogbench_grid.make_log()
   summary = {'flags': {k: FLAGS[k].value for k in (
       'agents', 'domains', 'domain_tasks', 'alphas', 'agent_alphas', 'seeds', 'size',
-      'num_steps', 'steps_per_call', 'eval_episodes', 'eval_workers', 'time_budget_s',
+      'num_steps', 'eval_at', 'steps_per_call', 'eval_episodes', 'eval_workers', 'time_budget_s',
       'total_time_s', 'reserve_s', 'dataset_dir', 'dataset_episodes', 'workers')},
       'domain_tasks': dict(domains), 'agent_alphas': alphas,
       'devices': [str(d) for d in jax.devices()], 'agents': [], 'datasets': {}}
@@ -380,7 +398,8 @@ def run(domains, alphas, seeds):
         budget = program_budget(wall_start, len(todo))
         todo = todo[1:]
         summary['agents'].append(train_program(
-            agent, domain, task, members, seeds, per_task, info, pool, log, results, budget))
+            agent, domain, task, members, seeds, eval_at, per_task, info, pool, log, results,
+            budget))
         results.write()
     eval_start = time.perf_counter()
     results.drain(log)
@@ -404,8 +423,8 @@ def program_budget(wall_start, programs_left):
   return budget
 
 
-def train_program(agent, domain, task, members, seeds, per_task, info, pool, log, results,
-                  budget):
+def train_program(agent, domain, task, members, seeds, eval_at, per_task, info, pool, log,
+                  results, budget):
   """One agent's alphas x seeds on one domain's task, evaluated after training."""
   key = f'agent.{ALPHA_KEYS[agent]}'
   results.forget(agent, domain, task)
@@ -428,7 +447,7 @@ def train_program(agent, domain, task, members, seeds, per_task, info, pool, log
       f"{sorted({m[key] for m in members})} x seeds {seeds}), budget "
       + (f'{budget:.0f} s' if budget > 0 else 'none'))
   summary = ogbench_grid.train_agent(
-      agent, [task], seeds, [], per_task, info, pool, log, results, domain=domain,
+      agent, [task], seeds, eval_at, per_task, info, pool, log, results, domain=domain,
       members=members, ident=ident, time_budget_s=budget, on_trained=on_trained)
   summary.update(domain=domain, task=task, alpha_key=ALPHA_KEYS[agent],
                  alphas=sorted({m[key] for m in members}))
