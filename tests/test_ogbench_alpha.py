@@ -59,7 +59,7 @@ def test_driver_writes_the_alpha_csv_and_figure_and_resumes(puzzle_dir, tmp_path
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path):
-  for bad in ('--tasks=2', '--alphas=0,1', "--agent_alphas=rebrac=1", '--domains=maze'):
+  for bad in ('--tasks=2', "--agent_alphas=rebrac=1"):
     res = _run(bad, f'--workdir={tmp_path}')
     assert res.returncode == 2 and 'Traceback' not in res.stderr, (bad, res.stderr)
     assert len(res.stderr.strip().splitlines()) == 1, (bad, res.stderr)
