@@ -38,6 +38,9 @@
 #   EPISODES=100 FALLBACK_EPISODES=40 STEPS_PER_EPISODE=1001 GEN_WORKERS=16 GEN_S=150
 #   DATA_DIR=/tmp/gpu_alpha_data  (a domain whose <domain>-play-v0.npz is there is reused)
 #   QCMFQL_ALPHAS=0.03,0.1,0.3,1,3,10,30,100,300   LPS_ALPHAS=0.1,1,10   DSRL=0   SEEDS=2
+#   AGENTS=lps,qcmfql  the programs' order in each driver (DSRL=1 appends dsrl). LPS first holds
+#                    the size check; AGENTS=qcmfql,lps starts the larger evaluation load (18
+#                    members) earlier if the evaluation tail does not fit
 #   SIZE=cpu (2x128 nets, batch 128)  NUM_STEPS=100000  STEPS_PER_CALL=1000
 #   EVAL_EPISODES=50  EVAL_WORKERS=14 (split between the domains)
 #   TOTAL_S=525      hard wall-clock limit of the whole script
@@ -130,7 +133,7 @@ generate "$FALLBACK_EPISODES" 60          # only the domains that missed the box
 ls -la "$DATA_DIR" >> "$LOG" 2>&1
 
 # ---------------------------------------------------------------------------- 4. train + eval
-AGENTS=lps,qcmfql
+AGENTS="${AGENTS:-lps,qcmfql}"
 [ "$DSRL" = "1" ] && AGENTS="$AGENTS,dsrl"
 TRAIN_S=$(( $(left) - TAIL_S ))
 [ "$TRAIN_S" -lt 10 ] && TRAIN_S=10
