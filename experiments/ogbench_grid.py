@@ -42,6 +42,7 @@ Sizes: cpu = 2x128 every network, batch 128; paper = the agent's ogbench config 
 import csv
 import json
 import os
+import signal
 import sys
 import time
 
@@ -214,10 +215,10 @@ def run_config(agent: str, task: int, size_name=None, domain=None):
   return config
 
 
-def ensure_dataset():
+def ensure_dataset(domain=None):
   """Generate <domain>-play-v0 into --dataset_dir unless it is there -> seconds spent."""
   from lps_jax.data import generate  # pylint: disable=g-import-not-at-top
-  dataset = f'{FLAGS.domain}-play-v0'
+  dataset = f'{domain or FLAGS.domain}-play-v0'
   train_path, _ = generate.output_paths(dataset, FLAGS.dataset_dir)
   if os.path.exists(train_path):
     print(f'reusing {train_path}', flush=True)
@@ -230,14 +231,14 @@ def ensure_dataset():
   return {'generated': True, 'path': train_path, **stats}
 
 
-def load_tasks(tasks, sparse: bool):
+def load_tasks(tasks, sparse: bool, domain=None):
   """Per-task transitions (relabelled) and the dataset info of the first task."""
   from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
   from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
   per_task, info = [], None
   for task in tasks:
-    name = config_lib.ogbench_task_name(FLAGS.domain, task)
+    name = config_lib.ogbench_task_name(domain or FLAGS.domain, task)
     env = ogbench_env.make_env(name)
     transitions, task_info = ogbench_data.load_ogbench_dataset(
         name, FLAGS.dataset_dir, sparse=sparse, env=env)
@@ -246,33 +247,49 @@ def load_tasks(tasks, sparse: bool):
   return per_task, info
 
 
-def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results, train=True):
-  """Train one agent's tasks x seeds program, submitting evaluations -> its summary.
+def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results, train=True,
+                domain=None, members=None, ident=None, time_budget_s=None, on_trained=None,
+                checkpoints=True):
+  """Train one agent's tasks x members program, submitting evaluations -> its summary.
 
   Resumes from the agent's last checkpoint when there is one (--resume); first resubmits the
   evaluations of earlier eval points that have no success rows (a preemption lost them).
   train=False (an agent whose training finished before): only that.
+
+  members  vmap_sweep members [{'seed': s, 'agent.<key>': value}] on the program's member axis
+           (default: one per seed); swept keys must be vmappable (lr, agent.hparams)
+  ident    ident(task, member, step) -> the fields naming an evaluation (its tag, in order) and
+           a train row (default: agent, task, seed, step)
+  time_budget_s  this program's training budget (default --time_budget_s; 0: none)
+  on_trained     on_trained(agents [T, M, ...], step) after the last call (e.g. more metrics)
+  checkpoints    False: no checkpoints and no resume (a driver that reruns whole programs);
+                 SIGTERM then exits 143 at the next call boundary
   """
   import jax  # pylint: disable=g-import-not-at-top
   from lps_jax import checkpoint, config_lib, engine, multitask  # pylint: disable=g-import-not-at-top
-  from lps_jax import preemption  # pylint: disable=g-import-not-at-top
-  configs = [run_config(agent, task) for task in tasks]
+  from lps_jax import preemption, vmap_sweep  # pylint: disable=g-import-not-at-top
+  configs = [run_config(agent, task, domain=domain) for task in tasks]
   config = configs[0]
+  members = members or [{'seed': seed} for seed in seeds]
+  ident = ident or (lambda task, member, step: {'agent': agent, 'task': task,
+                                                'seed': member['seed'], 'step': step})
+  action_dim, obs_dim = info['act_dim'], info['obs_dim']
+  agent_cfg = config.agent
   try:
     config_lib.validate(config)
-  except config_lib.ConfigError as e:
+    agents = multitask.create_member_agents(config, members, len(tasks), obs_dim,
+                                            agent_cfg.horizon * action_dim)
+  except (config_lib.ConfigError, vmap_sweep.SweepError) as e:
     raise GridError(f'{agent}: {e}') from None
-  agent_cfg = config.agent
-  action_dim, obs_dim = info['act_dim'], info['obs_dim']
   data = multitask.stack_task_datasets(per_task, agent_cfg.horizon, source=info['path'])
-  agents = multitask.create_agents(agent_cfg, seeds, len(tasks), obs_dim,
-                                   agent_cfg.horizon * action_dim)
   train_fn = multitask.make_train_fn(FLAGS.steps_per_call, data)
-  num_members = len(tasks) * len(seeds)
+  num_members = len(tasks) * len(members)
+  budget = FLAGS.time_budget_s if time_budget_s is None else time_budget_s
   pieces = max(1, (FLAGS.eval_workers or 1) // num_members)
-  ckpt = checkpoint.Checkpointer(os.path.join(FLAGS.workdir, CHECKPOINT_DIR, agent),
-                                 max_to_keep=2, keep_steps=list(eval_at) + [FLAGS.num_steps])
-  meta = {'agent': agent, 'domain': FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
+  ckpt = (checkpoint.Checkpointer(os.path.join(FLAGS.workdir, CHECKPOINT_DIR, agent),
+                                  max_to_keep=2, keep_steps=list(eval_at) + [FLAGS.num_steps])
+          if checkpoints else None)
+  meta = {'agent': agent, 'domain': domain or FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
           'seeds': seeds, 'obs_dim': obs_dim, 'action_dim': action_dim}
 
   def record_eval_point(step, metrics):
@@ -280,9 +297,9 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
     host = jax.device_get(metrics)
     all_params = multitask.host_params(agents)
     for t, task in enumerate(tasks):
-      for s, seed in enumerate(seeds):
-        results.add_train_row({'agent': agent, 'task': task, 'seed': seed, 'step': step,
-                               **{k: float(v[t, s]) for k, v in host.items()}})
+      for m, member in enumerate(members):
+        results.add_train_row({**ident(task, member, step),
+                               **{k: float(v[t, m]) for k, v in host.items()}})
     results.write(plot=False)       # the rows are on disk before the checkpoint of `step`
     preemption.inject_fault(f'rows{step}')
     if FLAGS.save_params:
@@ -295,20 +312,23 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
     if not FLAGS.evaluate:
       return
     for t, task in enumerate(tasks):
-      for s, seed in enumerate(seeds):
-        tag = (agent, task, seed, step)
+      for m, member in enumerate(members):
+        tag = tuple(ident(task, member, step).values())
         if not results.has_success(tag):
           submit_member(pool, results, agent_cfg, obs_dim, action_dim,
-                        multitask.member_params(all_params, t, s), configs[t].task, pieces, tag)
+                        multitask.member_params(all_params, t, m), configs[t].task, pieces, tag,
+                        seed=member['seed'])
 
   try:
     step = 0
-    if FLAGS.resume:
+    if ckpt is not None and FLAGS.resume:
       agents, restored = ckpt.restore(agents)
       step = restored or 0
       if step:
         log(f'{agent}: resumed from the checkpoint at step {step}')
-    redo_evaluations(agent, tasks, seeds, step, agents, ckpt, results, submit_point, meta, log)
+    if ckpt is not None:
+      redo_evaluations(agent, tasks, seeds, step, agents, ckpt, results, submit_point, meta,
+                       log)
     start = time.perf_counter()
     first_step, compile_s, steady_start, steady_from = step, None, None, step
     with preemption.StopSignal() as stop:
@@ -322,13 +342,15 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
           compile_s = time.perf_counter() - start
           steady_start, steady_from = time.perf_counter(), step
         elapsed = time.perf_counter() - start
-        over_budget = FLAGS.time_budget_s > 0 and elapsed >= FLAGS.time_budget_s
+        over_budget = budget > 0 and elapsed >= budget
         at_eval = step in eval_at or over_budget or step >= FLAGS.num_steps
         all_params = record_eval_point(step, metrics) if at_eval else None
-        if (at_eval or stop.requested
-            or engine.falls_due(previous, step, FLAGS.checkpoint_interval)):
+        if ckpt is not None and (at_eval or stop.requested
+                                 or engine.falls_due(previous, step, FLAGS.checkpoint_interval)):
           ckpt.save(step, agents)      # after the rows it stands for are on disk
         if stop.requested:
+          if ckpt is None:
+            raise SystemExit(128 + signal.SIGTERM)
           ckpt.wait()
           raise preemption.Preempted(
               f'SIGTERM at step {step} of {agent}: saved the checkpoint {ckpt.path(step)}; '
@@ -346,13 +368,17 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
         if over_budget:
           break
     jax.block_until_ready(agents)
-    ckpt.wait()
+    if ckpt is not None:
+      ckpt.wait()
   finally:
-    ckpt.close()
+    if ckpt is not None:
+      ckpt.close()
   train_s = time.perf_counter() - start
   steady_steps = step - steady_from
   rate = (steady_steps / (time.perf_counter() - steady_start) if steady_steps
           else float('nan'))
+  if on_trained is not None:
+    on_trained(agents, step)
   summary = {
       'agent': agent, 'horizon': agent_cfg.horizon, 'alpha': agent_cfg.get('alpha'),
       'batch_size': agent_cfg.batch_size,
@@ -405,15 +431,16 @@ def redo_evaluations(agent, tasks, seeds, step, agents, ckpt, results, submit_po
 
 
 def submit_member(pool, results, agent_cfg, obs_dim, action_dim, params, env_name, pieces,
-                  tag):
-  """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step)."""
+                  tag, seed=None):
+  """--eval_episodes of one member, in `pieces` jobs; tag = (agent, task, seed, step) unless
+  `seed` (the episodes' reset seed base) is given."""
   from lps_jax.envs import eval_pool  # pylint: disable=g-import-not-at-top
   jobs = eval_pool.split_episodes(FLAGS.eval_episodes, pieces)
   results.expected[tag] = len(jobs)        # its success row is written once all are done
   for episodes in jobs:
     results.pending.append(pool.submit(eval_pool.EvalJob(
         agent_cfg, obs_dim, action_dim, params, env_name, episodes.start, len(episodes),
-        tag[2], tag)))
+        tag[2] if seed is None else seed, tag)))
 
 
 def write_csv(path, rows):
@@ -553,10 +580,14 @@ class Results:
     return (any(row_key(r) == tag for r in self.kept)
             or any(t == tag for t, _, _ in self.complete()))
 
+  def row_key(self, row):
+    """What names a train / success row: (agent, task, seed, step)."""
+    return row_key(row)
+
   def add_train_row(self, row) -> None:
-    """A train row, unless one with its (agent, task, seed, step) is there (a resumed grid
-    recomputes the same values)."""
-    if not any(row_key(r) == row_key(row) for r in self.train_rows):
+    """A train row, unless one with its key is there (a resumed grid recomputes the same
+    values)."""
+    if not any(self.row_key(r) == self.row_key(row) for r in self.train_rows):
       self.train_rows.append(row)
 
   def train_steps(self, agent):

@@ -6,6 +6,7 @@ observations, actions and episode boundaries; only the relabelled rewards and ma
     data     a DeviceDataset whose rewards / masks are [T, N] (one row per task); observations,
              actions, next_observations and chunk starts are stored once, not T times
     agents   stacked [T, S, ...]: member (t, s) starts as create(seed_s), exactly as a solo run
+             (or [T, M, ...] for vmap_sweep members: seed x vmappable hparams, e.g. alpha)
     train    jit(vmap_tasks(vmap_seeds(train_steps))), in_axes: agents 0 / 0, data: rewards and
              masks 0 on the task axis, every other leaf None (shared)
 
@@ -77,6 +78,19 @@ def create_agents(agent_config, seeds: Sequence[int], num_tasks: int, observatio
   columns = zip(*(jax.tree.leaves(agent) for agent in created))
   leaves = [jnp.stack([jnp.stack(column)] * num_tasks) for column in columns]
   return jax.tree.unflatten(jax.tree.structure(created[0]), leaves)
+
+
+def create_member_agents(run_config, members: Sequence[dict], num_tasks: int,
+                         observation_dim: int, chunk_dim: int):
+  """Stacked [T, M, ...] agents for vmap_sweep members [{'seed': s, 'agent.<key>': v}, ...].
+
+  Member m is created as vmap_sweep.create_stacked_agents creates it (its seed, its swept
+  vmappable hyperparameters, e.g. agent.alpha), the same for every task; a key that cannot vary
+  inside one program raises vmap_sweep.SweepError.
+  """
+  from lps_jax import vmap_sweep  # pylint: disable=g-import-not-at-top  (workers skip it)
+  agents, _ = vmap_sweep.create_stacked_agents(run_config, members, observation_dim, chunk_dim)
+  return jax.tree.map(lambda x: jnp.stack([x] * num_tasks), agents)
 
 
 def member(tree, task_index: int, seed_index: int):

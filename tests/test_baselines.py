@@ -1,4 +1,4 @@
-"""Baseline agents (FQL, ReBRAC, DSRL, L-AWR) on the toy dataset, tiny networks.
+"""Baseline agents (FQL, QC-MFQL, ReBRAC, DSRL, L-AWR) on the toy dataset, tiny networks.
 
 Every agent trains under engine.make_train_fn (one fused lax.scan). One compiled train
 function per agent is shared by the tests of this file (see `_Runner`).
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from lps_jax import agents, config_lib, engine, hl_gauss, tasks
-from lps_jax.agents import dsrl, fql, lawr, rebrac
+from lps_jax.agents import dsrl, fql, lawr, qcmfql, rebrac
 from lps_jax.data import dataset as dataset_lib
 
-MODULES = {'fql': fql, 'rebrac': rebrac, 'dsrl': dsrl, 'lawr': lawr}
+MODULES = {'fql': fql, 'qcmfql': qcmfql, 'rebrac': rebrac, 'dsrl': dsrl, 'lawr': lawr}
 STEPS_PER_CALL = 50
 LAWR_FLOW_STEPS = 120          # not a multiple of STEPS_PER_CALL: the switch happens mid-scan
 
@@ -90,7 +90,7 @@ def falls(values, fraction):
   return values[-1] < values[0] - fraction * abs(values[0])
 
 
-@pytest.mark.parametrize('name', ['fql', 'rebrac', 'dsrl', 'lawr'])
+@pytest.mark.parametrize('name', ['fql', 'qcmfql', 'rebrac', 'dsrl', 'lawr'])
 def test_update_lowers_own_loss(name):
   """info['loss'] is the agent's own loss(params, batch) on each step's fresh batch.
 
@@ -191,6 +191,17 @@ def test_dsrl_distillation_does_not_touch_action_critic_or_flow():
   for name in ('critic', 'flow', 'latent_critic'):
     assert is_zero(actor[name]), name
   assert not is_zero(actor['latent_actor'])
+
+
+def test_dsrl_actor_scale_multiplies_only_the_actor_loss():
+  """actor_scale (the reference DSRL's alpha, vmappable) scales the latent actor's loss only."""
+  r = runner('dsrl')
+  batch = first(fixed_batches(1))
+  loss = jax.jit(lambda a: a.loss(a.params(), batch, jax.random.PRNGKey(0))[1])
+  base, info = loss(r.fresh(seed=4)), loss(r.fresh(seed=4, actor_scale=0.1))
+  np.testing.assert_allclose(info['actor/loss'], 0.1 * base['actor/loss'], rtol=1e-6)
+  for key in ('flow/loss', 'critic/loss', 'latent_critic/loss', 'actor/q_w'):
+    np.testing.assert_array_equal(info[key], base[key])
 
 
 # ------------------------------------------------------------------------------ L-AWR

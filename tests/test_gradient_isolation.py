@@ -12,7 +12,7 @@ import pytest
 
 from conftest import random_transitions
 from lps_jax import agents, config_lib
-from lps_jax.agents import fql, lawr, rebrac
+from lps_jax.agents import fql, lawr, qcmfql, rebrac
 from lps_jax.data import dataset as dataset_lib
 
 HORIZON = 2
@@ -21,11 +21,14 @@ ISOLATION = {
     'fql': {'flow/loss': {'flow'}, 'critic/loss': {'critic'}, 'actor/loss': {'onestep'},
             # FQL's distillation target is the BC flow's action, fully stopped.
             'actor/distill_loss': {'onestep'}},
+    # QC-MFQL: the same split on a MeanFlow BC policy; its Q term alone also reaches only mu.
+    'qcmfql': {'flow/loss': {'flow'}, 'critic/loss': {'critic'}, 'actor/loss': {'onestep'},
+               'actor/distill_loss': {'onestep'}, 'actor/q_loss': {'onestep'}},
     'rebrac': {'critic/loss': {'critic'}, 'actor/loss': {'actor'}},
     'lawr': {'flow/loss': {'flow'}, 'critic/v_loss': {'value'}, 'critic/q_loss': {'qvalue'},
              'planner/loss': {'planner'}},
 }
-MODULES = {'fql': fql, 'rebrac': rebrac, 'lawr': lawr}
+MODULES = {'fql': fql, 'qcmfql': qcmfql, 'rebrac': rebrac, 'lawr': lawr}
 
 
 def tiny_agent(name):

@@ -87,3 +87,14 @@ def test_sample_actions_shape_and_bounds():
   actions = jax.jit(lambda a, o: a.sample_actions(o))(agent, batch['observations'])
   assert actions.shape == (16, 6)
   assert float(jnp.abs(actions).max()) <= 1.0
+
+
+def test_actor_scale_multiplies_only_the_actor_loss():
+  """actor_scale (the reference's alpha, a vmappable hparam) scales L_actor and nothing else."""
+  agent, batch, _ = _agent_and_batch()
+  scaled = agent.replace(hparams={**agent.hparams, 'actor_scale': jnp.float32(2.5)})
+  loss = jax.jit(lambda a: a.loss(a.params(), batch, jax.random.PRNGKey(2))[1])
+  base, info = loss(agent), loss(scaled)
+  np.testing.assert_allclose(info['actor/loss'], 2.5 * base['actor/loss'], rtol=1e-6)
+  for key in ('flow/loss', 'critic/loss', 'actor/q'):
+    np.testing.assert_array_equal(info[key], base[key])

@@ -84,3 +84,21 @@ def test_parse_int_list():
   assert multitask.parse_int_list('1..2, 5') == [1, 2, 5]
   with pytest.raises(ValueError):
     multitask.parse_int_list('a')
+
+
+def test_member_agents_are_the_seeds_agents_with_their_swept_hparams():
+  """create_member_agents (the alpha axis) == create_agents for the same seeds, except the
+  swept vmappable value, which each member carries in its own hparams leaf."""
+  from lps_jax import config_lib, vmap_sweep  # pylint: disable=g-import-not-at-top
+  from lps_jax.agents import lps  # pylint: disable=g-import-not-at-top
+  config = config_lib.make_run_config(lps.get_config(), 'test')
+  members = [{'seed': 3}, {'seed': 7}, {'seed': 3, 'agent.actor_scale': 0.5}]
+  stacked = multitask.create_member_agents(config, members, 2, 3, 2)
+  plain = multitask.create_agents(config.agent, [3, 7, 3], 2, 3, 2)
+  np.testing.assert_array_equal(stacked.hparams['actor_scale'], [[1, 1, 0.5]] * 2)
+  stacked = stacked.replace(hparams={**stacked.hparams, 'actor_scale': plain.hparams['actor_scale']})
+  assert len(jax.tree.leaves(stacked)) == len(jax.tree.leaves(plain))   # (static closures differ)
+  for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(vmap_sweep.SweepError, match='cannot vary'):
+    multitask.create_member_agents(config, [{'seed': 0, 'agent.horizon': 2}], 1, 3, 2)

@@ -18,7 +18,7 @@ def test_sparse_reward_only_for_scene_and_puzzle_3x3():
   assert config_lib.OGBENCH_DOMAINS == {'cube-single': False, 'cube-double': False,
                                         'scene': True, 'puzzle-3x3': True, 'puzzle-4x4': False}
   for domain in DOMAINS:
-    for agent in ('lps', 'qcfql', 'fql'):
+    for agent in ('lps', 'qcfql', 'fql', 'qcmfql', 'dsrl'):
       assert _config(agent, domain).sparse_reward == (domain in ('scene', 'puzzle-3x3'))
 
 
@@ -33,6 +33,22 @@ def test_qcfql(domain, alpha):
   agent = _config('qcfql', domain).agent
   assert agent.critic_hidden_dims == (256,) * 4 and agent.flow_hidden_dims == (512,) * 4
   assert agent.batch_size == 256
+
+
+@pytest.mark.parametrize('domain,alpha', [('cube-single', 30.0), ('cube-double', 3.0),
+                                          ('scene', 1.0), ('puzzle-3x3', 3.0),
+                                          ('puzzle-4x4', 10.0)])
+def test_qcmfql(domain, alpha):
+  """jellyho/LPS agents/qcmfql.py defaults (h = 5, q_agg min, Gaussian prior, critic 4x256, flow
+  and actor 4x512); alpha: the authors' README's QC-FQL values (no QC-MFQL line there)."""
+  for variant in ('ogbench', 'ogbench_small'):
+    agent = _config('qcmfql', domain, variant).agent
+    assert agent.agent_name == 'qcmfql' and agent.alpha == alpha and agent.horizon == 5
+    assert agent.q_agg == 'min' and agent.latent_prior == 'gaussian'
+  agent = _config('qcmfql', domain).agent
+  assert agent.critic_hidden_dims == (256,) * 4 and agent.critic_layer_norm
+  assert agent.flow_hidden_dims == agent.actor_hidden_dims == (512,) * 4
+  assert agent.batch_size == 256 and agent.lr == 3e-4
 
 
 @pytest.mark.parametrize('domain,alpha', [('cube-single', 300.0), ('cube-double', 300.0),
@@ -54,7 +70,7 @@ def test_lps_sizes(domain):
   assert agent.horizon == 5 and agent.batch_size == 256 and agent.q_agg == 'min'
   assert agent.flow_hidden_dims == (512,) * 4 and not agent.flow_layer_norm
   assert agent.critic_hidden_dims == (256,) * 4 and agent.critic_layer_norm
-  assert agent.actor_hidden_dims == (256, 256)
+  assert agent.actor_hidden_dims == (256, 256) and agent.actor_scale == 1.0
   assert config.num_steps == 1_000_000 and config.eval_episodes == 50
   assert config.task == f'{domain}-play-singletask-task2-v0'
 

@@ -13,14 +13,15 @@ import pytest
 
 from conftest import random_transitions
 from lps_jax import agents, config_lib, critic as critic_lib, engine, train_state
-from lps_jax.agents import dsrl, fql, lawr, lps, rebrac
+from lps_jax.agents import dsrl, fql, lawr, lps, qcmfql, rebrac
 from lps_jax.data import dataset as dataset_lib
 
-MODULES = {'lps': lps, 'fql': fql, 'rebrac': rebrac, 'dsrl': dsrl, 'lawr': lawr}
+MODULES = {'lps': lps, 'fql': fql, 'qcmfql': qcmfql, 'rebrac': rebrac, 'dsrl': dsrl,
+           'lawr': lawr}
 # The train state whose Polyak target bootstraps y, and every other state with a target
 # network that the TD target must read through its target params.
-TARGET_STATES = {'lps': ('critic',), 'fql': ('critic',), 'rebrac': ('critic', 'actor'),
-                 'dsrl': ('critic',), 'lawr': ('value',)}
+TARGET_STATES = {'lps': ('critic',), 'fql': ('critic',), 'qcmfql': ('critic',),
+                 'rebrac': ('critic', 'actor'), 'dsrl': ('critic',), 'lawr': ('value',)}
 HORIZON = 2
 TRAIN_STEPS = 40
 KEY = jax.random.PRNGKey(7)
@@ -105,6 +106,20 @@ def test_td_target_equals_the_formula_with_the_target_critic(name):
     next_q = agent.critic(next_obs, agent.sample_actions(next_obs), params=agent.critic.target_params)
   np.testing.assert_allclose(target_mean(agent, batch), float(_reference_y(agent, batch, next_q)),
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['qcmfql', 'fql'])
+def test_td_target_equals_the_formula_with_sampled_next_actions(name):
+  """Agents with a stochastic a' = sample_actions(s', key): the critic loss with `key` bootstraps
+  from the target critic at exactly that policy sample (chunks of h = 2, gamma^h, q_agg)."""
+  agent, batch = trained(name)
+  next_obs = batch['next_observations']
+  y = jax.jit(lambda a, b: a.critic_loss(a.params(), b, KEY)[1]['critic/target_mean'])(
+      agent, batch)
+  next_q = agent.critic(next_obs, agent.sample_actions(next_obs, KEY),
+                        params=agent.critic.target_params)
+  np.testing.assert_allclose(float(y), float(_reference_y(agent, batch, next_q)), rtol=1e-5,
+                             atol=1e-5)
 
 
 # ------------------------------------------------------------------------------ chunks

@@ -9,6 +9,10 @@ Each gate trains its seeds (x alphas) as ONE vmapped program at the default toy 
              - alpha = 1000 is conservative: its reward is within 0.1 of the data's mean reward
              - alpha = 0.1 leaves the support (>= 30% out of support) or collapses
              - LPS at its one default >= FQL at its best alpha - 0.05, <= 5% out of support
+  QC-MFQL    alpha in {0.01, 1000}, seed 0, one program (the same shape on a MeanFlow BC policy):
+             - alpha = 1000 is conservative: its reward is within 0.1 of the data's mean reward
+             - alpha = 0.01 leaves the support: >= 20 points more of its actions out of support
+               than at alpha = 1000 (the one-step BC itself puts ~30% off the ring here)
 
 Planted bugs each gate was seen to catch are listed in docs/toy.md ("The learning gates").
 """
@@ -21,6 +25,7 @@ from lps_jax import tasks, toy_study
 LPS_SEEDS = (0, 1, 2, 3, 4)
 ALPHA_SEEDS = (0,)
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+QCMFQL_ALPHAS = (0.01, 1000.0)
 
 
 def _mean(metrics, key):
@@ -50,6 +55,14 @@ def fql_metrics(task):
           for a in ALPHAS}
 
 
+@pytest.fixture(scope='module')
+def qcmfql_metrics(task):
+  """{alpha: metrics} for QC-MFQL, seed 0, both alphas in one program."""
+  members = [{'seed': 0, 'agent.alpha': a} for a in QCMFQL_ALPHAS]
+  runs = toy_study.train_members(toy_study.run_config('qcmfql'), members, task)
+  return dict(zip(QCMFQL_ALPHAS, toy_study.evaluate_members(runs, task)))
+
+
 def test_lps_every_seed_reaches_the_peak_on_support(lps_metrics):
   for seed, metrics in zip(LPS_SEEDS, lps_metrics):
     assert metrics['reward'] >= 0.9, (seed, metrics)
@@ -73,3 +86,13 @@ def test_lps_default_matches_fql_at_its_best_alpha(lps_metrics, fql_metrics):
   best = _mean(fql_metrics[best_alpha], 'reward')
   assert _mean(lps_metrics, 'reward') >= best - 0.05, (best_alpha, best, lps_metrics)
   assert _mean(lps_metrics, 'out_of_support') <= 0.05, lps_metrics
+
+
+def test_qcmfql_large_alpha_is_conservative(qcmfql_metrics):
+  metrics = qcmfql_metrics[max(QCMFQL_ALPHAS)]
+  assert abs(metrics['reward'] - metrics['dataset_reward']) <= 0.1, metrics
+
+
+def test_qcmfql_small_alpha_leaves_the_support(qcmfql_metrics):
+  small, large = (qcmfql_metrics[a] for a in QCMFQL_ALPHAS)
+  assert small['out_of_support'] >= large['out_of_support'] + 0.2, (small, large)

@@ -4,6 +4,7 @@ import importlib
 AGENT_MODULES = {
     'lps': ('lps_jax.agents.lps', 'LPSAgent'),
     'fql': ('lps_jax.agents.fql', 'FQLAgent'),
+    'qcmfql': ('lps_jax.agents.qcmfql', 'QCMFQLAgent'),
     'rebrac': ('lps_jax.agents.rebrac', 'ReBRACAgent'),
     'dsrl': ('lps_jax.agents.dsrl', 'DSRLAgent'),
     'lawr': ('lps_jax.agents.lawr', 'LAWRAgent'),

@@ -12,8 +12,10 @@ One fused jax.grad over all parameters of
              y = r + gamma^h * mask * agg_k Q^A'_k(s', pi_beta(s', l(s')))   -> Q^A only
   L_latent = mean_k (Q^W_k(s, w) - stop_grad(mean_j Q^A_j(s, pi_beta(s, w))))^2,
              w ~ the spherical latent prior                                   -> Q^W only
-  L_actor  = -mean_s mean_k Q^W_k(s, l(s)) / stop_grad(mean |.|)             -> l only
+  L_actor  = -actor_scale * mean_s mean_k Q^W_k(s, l(s)) / stop_grad(mean |.|)  -> l only
 Unlike LPS, the actor never differentiates through pi_beta: its gradient is grad_w Q^W.
+actor_scale (default 1) is the reference code's DSRL "alpha" (jellyho/LPS agents/dsrl.py: it
+multiplies the latent actor's normalised Q loss only, as LPS's does).
 """
 from typing import Any, Dict
 
@@ -45,7 +47,7 @@ class DSRLAgent(flax.struct.PyTreeNode):
   latent_actor: train_state.TrainState
   critic: train_state.TargetTrainState          # Q^A
   latent_critic: train_state.TrainState         # Q^W
-  hparams: Dict[str, jax.Array]                 # vmappable scalars: tau
+  hparams: Dict[str, jax.Array]                 # vmappable scalars: tau, actor_scale
   config: Any = flax.struct.field(pytree_node=False)
 
   # ----------------------------------------------------------------- construction
@@ -60,7 +62,8 @@ class DSRLAgent(flax.struct.PyTreeNode):
                                            action_dim, keys[1]),
         critic=critic_lib.make_critic(config, observation_dim, action_dim, keys[2]),
         latent_critic=make_latent_critic(config, observation_dim, action_dim, keys[3]),
-        hparams={'tau': jnp.float32(config.tau)},
+        hparams={'tau': jnp.float32(config.tau),
+                 'actor_scale': jnp.float32(config.actor_scale)},
         config=config)
 
   # ----------------------------------------------------------------- policy
@@ -115,7 +118,7 @@ class DSRLAgent(flax.struct.PyTreeNode):
     observations = batch['observations']
     latents = self.latents(observations, params['latent_actor'])
     q = self.latent_q(observations, latents, sg(params['latent_critic']))
-    loss = critic_lib.normalized_q_objective(q)
+    loss = self.hparams['actor_scale'] * critic_lib.normalized_q_objective(q)
     return loss, {'actor/loss': loss, 'actor/q_w': q.mean()}
 
   def loss(self, params, batch, key):
@@ -146,4 +149,11 @@ def get_config() -> ml_collections.ConfigDict:
   config = common.base_config()
   config.agent_name = 'dsrl'
   config.actor_hidden_dims = (256, 256)
+  config.actor_scale = 1.0            # the reference's alpha on the actor loss (vmappable)
   return config
+
+
+def validate_config(config) -> None:
+  """DSRL-specific ranges; ValueError, which config_lib.validate reports as a ConfigError."""
+  if not config.actor_scale > 0:
+    raise ValueError(f'config.agent.actor_scale must be > 0, got {config.actor_scale}')

@@ -7,9 +7,12 @@
 
 One fused update minimises, with a single jax.grad over all parameters,
   L = L_flow(beta) + L_critic(Q) + L_actor(phi),
-  L_actor = -mean Qbar(s, pi_beta(s, l_phi(s))) / stop_grad(mean |Qbar|),
+  L_actor = -actor_scale * mean Qbar(s, pi_beta(s, l_phi(s))) / stop_grad(mean |Qbar|),
 with explicit stop-gradients so that each loss reaches only its own parameters: the actor's
 gradient flows *through* pi_beta's input into phi, never into beta or the critic.
+actor_scale (default 1) is the reference code's "alpha" (jellyho/LPS agents/lps.py: the actor
+loss is alpha * normalised Q loss). It only scales the latent actor's gradient, which its own
+Adam all but undoes (docs/alpha_ogbench.md measures how little it changes).
 """
 from typing import Any, Dict
 
@@ -28,7 +31,7 @@ class LPSAgent(flax.struct.PyTreeNode):
   flow: train_state.TrainState
   latent_actor: train_state.TrainState
   critic: train_state.TargetTrainState
-  hparams: Dict[str, jax.Array]        # vmappable scalars: tau
+  hparams: Dict[str, jax.Array]        # vmappable scalars: tau, actor_scale
   config: Any = flax.struct.field(pytree_node=False)
 
   # ----------------------------------------------------------------- construction
@@ -42,7 +45,8 @@ class LPSAgent(flax.struct.PyTreeNode):
         latent_actor=common.make_state_net(config, config.actor_hidden_dims, observation_dim,
                                            action_dim, key_actor),
         critic=critic_lib.make_critic(config, observation_dim, action_dim, key_critic),
-        hparams={'tau': jnp.float32(config.tau)},
+        hparams={'tau': jnp.float32(config.tau),
+                 'actor_scale': jnp.float32(config.actor_scale)},
         config=config)
 
   # ----------------------------------------------------------------- policy
@@ -85,7 +89,7 @@ class LPSAgent(flax.struct.PyTreeNode):
     # Actor: the critic is frozen too; the gradient reaches phi through pi_beta's input.
     q_policy = self.critic(batch['observations'], policy_actions,
                            params=jax.lax.stop_gradient(params['critic'])).mean(axis=0)
-    actor_loss = critic_lib.normalized_q_objective(q_policy)
+    actor_loss = self.hparams['actor_scale'] * critic_lib.normalized_q_objective(q_policy)
 
     info.update(critic_info)
     info.update({'actor/loss': actor_loss, 'actor/q': q_policy.mean(),
@@ -109,4 +113,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.actor_hidden_dims = (256, 256)          # latent actor l_phi
   config.critic_hidden_dims = (256, 256, 256, 256)  # LayerNorm; 4x512 only for larger settings
   # flow_hidden_dims stays 4x512 (common.base_config)
+  config.actor_scale = 1.0            # the reference's alpha on the actor loss (vmappable)
   return config
+
+
+def validate_config(config) -> None:
+  """LPS-specific ranges; ValueError, which config_lib.validate reports as a ConfigError."""
+  if not config.actor_scale > 0:
+    raise ValueError(f'config.agent.actor_scale must be > 0, got {config.actor_scale}')
