@@ -90,6 +90,13 @@ def fql_actor_actions(agent, batch, key):
   return agent.sample_actions(batch['observations'], key_actor)
 
 
+def qcmfql_actor_actions(agent, batch, key):
+  """QC-MFQL's Q term reads mu(s, z) unclipped, z from its actor loss's key."""
+  _, _, key_actor = jax.random.split(key, 3)
+  observations = batch['observations']
+  return agent.onestep_actions(observations, agent.noises(key_actor, observations.shape[:-1]))
+
+
 def dsrl_latents(agent, batch, key):
   """DSRL's actor maximises Q^W at its latents l(s)."""
   del key
@@ -143,6 +150,8 @@ Q_OBJECTIVES = {
             'actor/q'),
     'qcfql': ('qcfql', {'alpha': 0.0}, 'onestep', fql_actor_actions, 'mean', True, 'critic',
               'actor/q'),
+    'qcmfql': ('qcmfql', {'alpha': 0.0}, 'onestep', qcmfql_actor_actions, 'mean', True,
+               'critic', 'actor/q'),
     'rebrac': ('rebrac', {'alpha_actor': 0.0}, 'actor', acting_actions, 'min', True, 'critic',
                'actor/q'),
     'dsrl': ('dsrl', {}, 'latent_actor', dsrl_latents, 'mean', True, 'latent_critic',
@@ -193,7 +202,8 @@ def _layer_norms(params):
           if 'LayerNorm' in jax.tree_util.keystr(p) and jax.tree_util.keystr(p).endswith("['scale']")]
 
 
-CRITICS = {'lps': ('critic',), 'fql': ('critic',), 'qcfql': ('critic',), 'rebrac': ('critic',),
+CRITICS = {'lps': ('critic',), 'fql': ('critic',), 'qcfql': ('critic',), 'qcmfql': ('critic',),
+           'rebrac': ('critic',),
            'dsrl': ('critic', 'latent_critic'), 'lawr': ('value', 'qvalue')}
 
 
