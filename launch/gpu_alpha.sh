@@ -75,37 +75,17 @@ EVAL_EPISODES="${EVAL_EPISODES:-50}"
 EVAL_WORKERS="${EVAL_WORKERS:-14}"
 TOTAL_S="${TOTAL_S:-525}"
 TAIL_S="${TAIL_S:-120}"
-export MUJOCO_GL=disable PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 # Several JAX processes share the GPU (one per domain): no preallocation.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DOMAIN_LIST=$(echo "$DOMAINS" | tr ',' ' ')
 NUM_DOMAINS=$(echo "$DOMAINS" | tr ',' '\n' | grep -c .)
-
-say() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
-left() { echo $(( TOTAL_S - ($(date +%s) - START) )); }
-step() {  # step NAME MAX_SECONDS CMD...: run CMD under timeout min(MAX, time left)
-  local name="$1" cap="$2"; shift 2
-  local limit; limit=$(left)
-  [ "$cap" -lt "$limit" ] && limit="$cap"
-  if [ "$limit" -lt 5 ]; then say "SKIP $name (no time left)"; return 1; fi
-  say "BEGIN $name (timeout ${limit} s)"
-  timeout --signal=TERM --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
-  local rc=$?
-  say "END $name rc=$rc"
-  return $rc
-}
+. launch/gpu_common.sh     # say, left, step, install_wheels, show_devices
 
 # ---------------------------------------------------------------------------- 1. install
-if [ "${SKIP_INSTALL:-0}" != "1" ]; then
-  step install 90 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target /tmp/site .whl/*.whl
-fi
+install_wheels
 
 # ---------------------------------------------------------------------------- 2. devices
-step devices 60 bash -c 'nvidia-smi || true; python3 -c "
-import jax, ogbench, mujoco
-print(\"jax\", jax.__version__, jax.devices(), \"mujoco\", mujoco.__version__)"'
+show_devices
 
 # ---------------------------------------------------------------------------- 3. data
 generate() {  # generate EPISODES MAX_SECONDS: every missing domain at once

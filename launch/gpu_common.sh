@@ -1,5 +1,5 @@
-# Shared pieces of the one-command GPU scripts (sourced by launch/gpu_check.sh and
-# launch/gpu_paper_row.sh; not run on its own).
+# Shared pieces of the one-command GPU scripts (sourced by launch/gpu_check.sh,
+# launch/gpu_paper_row.sh and launch/gpu_alpha.sh; not run on its own).
 #
 # The sourcing script sets, before calling these:
 #   START     $(date +%s) at its start        LOG       its log file
