@@ -54,10 +54,14 @@ def call_lengths(start: int, num_steps: int, steps_per_call: int):
   """Updates per jit call from step `start` to `num_steps`: K, K, ..., then one shorter call
   for the remainder (so any positive num_steps runs, with at most two compiled lengths).
 
-  call_lengths(0, 10, 4) -> [4, 4, 2]; call_lengths(8, 10, 4) -> [2]; (10, 10, 4) -> [].
+  A generator (a huge num_steps with K = 1 builds no list): list(call_lengths(0, 10, 4)) ->
+  [4, 4, 2]; (8, 10, 4) -> [2]; (10, 10, 4) -> [].
   """
   full, remainder = divmod(max(num_steps - start, 0), steps_per_call)
-  return [steps_per_call] * full + ([remainder] if remainder else [])
+  for _ in range(full):
+    yield steps_per_call
+  if remainder:
+    yield remainder
 
 
 def falls_due(previous_step: int, step: int, interval: int) -> bool:
