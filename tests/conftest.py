@@ -22,7 +22,8 @@ from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-
 # worker, so a long module that starts last leaves the other core idle at the end; started
 # first, the other worker works through the short modules meanwhile.
 LONGEST_MODULES = ('test_toy_gates.py', 'test_bench.py', 'test_parallel.py',
-                   'test_ogbench_grid.py', 'test_rundir_errors.py', 'test_multitask.py',
+                   'test_ogbench_grid.py', 'test_sweep_resume.py', 'test_rundir_errors.py',
+                   'test_multitask.py',
                    'test_checkpoint.py', 'test_launch.py', 'test_multihost.py')
 
 
@@ -72,6 +73,8 @@ def cli_env(**extra):
              JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'lps_jax_test_jit_cache'),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  if 'XLA_FLAGS' in extra:     # added to the inherited flags (the optimisation level above)
+    extra = {**extra, 'XLA_FLAGS': f"{env.get('XLA_FLAGS', '')} {extra['XLA_FLAGS']}".strip()}
   env.update(extra)
   return env
 

@@ -59,7 +59,8 @@ def fql_metrics(task):
 def qcmfql_metrics(task):
   """{alpha: metrics} for QC-MFQL, seed 0, both alphas in one program."""
   members = [{'seed': 0, 'agent.alpha': a} for a in QCMFQL_ALPHAS]
-  runs = toy_study.train_members(toy_study.run_config('qcmfql'), members, task)
+  runs = toy_study.train_members(toy_study.run_config('qcmfql'), members, task,
+                                 compiler_options=FULL_OPTIMIZATION)
   return dict(zip(QCMFQL_ALPHAS, toy_study.evaluate_members(runs, task)))
 
 
