@@ -25,7 +25,7 @@
 
   python experiments/ogbench_alpha.py --domains=puzzle-3x3 --agents=qcmfql,lps \
       --alphas=0.1,1,3,10,100 --seeds=0..1 --size=cpu --num_steps=100000 --eval_episodes=50 \
-      --dataset_dir=/work/data/ogbench100 --workdir=runs/alpha
+      --dataset_dir=data/ogbench100 --workdir=runs/alpha
 
 Runs of this driver (e.g. one process per domain sharing a GPU) are combined into one CSV,
 table and figure by --merge=DIR1,DIR2 --workdir=DIR (no training).

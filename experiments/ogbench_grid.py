@@ -53,7 +53,7 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 # Paper numbers (5-task average success, 1M steps, official 1M-transition data): LPS paper
-# table for LPS and QC-FQL, FQL paper for FQL (/work/shared/method.md).
+# table for LPS and QC-FQL, FQL paper for FQL.
 PAPER_SUCCESS = {
     'cube-single': {'lps': 0.95, 'qcfql': 0.99, 'fql': 0.96},
     'cube-double': {'lps': 0.41, 'qcfql': 0.39, 'fql': 0.29},

@@ -18,7 +18,7 @@
 set -u
 OUT="${OUT:-experiments/results/ogbench_alpha_puzzle3x3_cpu}"
 EPISODES="${EPISODES:-1000}"
-DATA_DIR="${DATA_DIR:-/work/data/ogbench$EPISODES}"
+DATA_DIR="${DATA_DIR:-data/ogbench$EPISODES}"
 CHECK_STEPS="${CHECK_STEPS:-200000}"
 CHECK_EVERY="${CHECK_EVERY:-50000}"
 ALPHAS="${ALPHAS:-0.1,1,3,10,100}"
