@@ -336,6 +336,10 @@ class AlphaResults(ogbench_grid.Results):
   def row_key(self, row):
     return tuple(str(row[k]) for k in FIELDS)
 
+  def train_steps(self, agent):
+    """The eval points recorded for `agent` (its rows name the step 'steps')."""
+    return sorted({int(r['steps']) for r in self.train_rows if r['agent'] == agent})
+
   def write(self, plot=True):
     rows = self.rows()
     self.summary.update(evaluations_done=len(self.done), evaluations_pending=len(self.pending),

@@ -592,8 +592,7 @@ class Results:
 
   def train_steps(self, agent):
     """The eval points recorded for `agent` (its train rows)."""
-    return sorted({int(r.get('step', r.get('steps'))) for r in self.train_rows
-                   if r['agent'] == agent})
+    return sorted({int(r['step']) for r in self.train_rows if r['agent'] == agent})
 
   def collect(self, block: bool = False) -> bool:
     """Move finished evaluations to done (all of them if block) -> whether any arrived."""
