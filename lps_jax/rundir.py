@@ -76,17 +76,21 @@ def config_diff(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
   return diffs
 
 
-def read_run(workdir: str) -> Optional[Dict[str, Any]]:
-  """The saved config.json of a workdir, or None if it holds no run."""
-  path = os.path.join(workdir, CONFIG_FILE)
+def read_json_record(path: str, remedy: str) -> Optional[Any]:
+  """The JSON in file `path`, None if there is no such file; RunDirError (one line ending in
+  `remedy`) if it cannot be read or parsed."""
   if not os.path.exists(path):
     return None
   try:
     with open(path) as f:
       return json.load(f)
   except (OSError, ValueError) as e:
-    raise RunDirError(f'{path} is unreadable ({type(e).__name__}); fix it or pass '
-                      f'--overwrite') from None
+    raise RunDirError(f'{path} is unreadable ({type(e).__name__}); {remedy}') from None
+
+
+def read_run(workdir: str) -> Optional[Dict[str, Any]]:
+  """The saved config.json of a workdir, or None if it holds no run."""
+  return read_json_record(os.path.join(workdir, CONFIG_FILE), 'fix it or pass --overwrite')
 
 
 def is_run_record(saved) -> bool:

@@ -22,7 +22,6 @@ logged rows end bit-identical to an uninterrupted sweep (tests/test_sweep_resume
 """
 import dataclasses
 import datetime
-import json
 import os
 import shlex
 import socket
@@ -67,15 +66,9 @@ class SweepDir:
 def _read_sweep(path: str) -> Optional[Dict[str, Any]]:
   """sweep.json of directory `path`, or None if it holds no sweep."""
   file = os.path.join(path, SWEEP_FILE)
-  if not os.path.exists(file):
-    return None
-  try:
-    with open(file) as f:
-      record = json.load(f)
-  except (OSError, ValueError) as e:
-    raise rundir.RunDirError(f'{file} is unreadable ({type(e).__name__}); choose another '
-                             f'--workdir') from None
-  if not isinstance(record, dict) or not isinstance(record.get('members'), list):
+  record = rundir.read_json_record(file, 'choose another --workdir')
+  if record is not None and (not isinstance(record, dict)
+                             or not isinstance(record.get('members'), list)):
     raise rundir.RunDirError(f'{file} is not a sweep record; choose another --workdir')
   return record
 

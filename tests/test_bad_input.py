@@ -168,6 +168,26 @@ def test_unrelated_config_json_is_not_called_a_run(tmp_path):
   assert rundir.check(str(tmp_path / 'w'), run_config(), 0, overwrite=True).mode == 'overwrite'
 
 
+def test_unreadable_run_and_sweep_records_are_one_line_and_left_alone(tmp_path):
+  """A truncated config.json / sweep.json, or a sweep.json that is no sweep record: one line
+  naming the file and the remedy; the file is not touched."""
+  from lps_jax import sweep_checkpoint  # pylint: disable=g-import-not-at-top
+  cases = [('run', 'config.json', '{"config": {', 'is unreadable (JSONDecodeError); fix it or '
+            'pass --overwrite', lambda d: rundir.check(d, run_config(), 0, resume=True)),
+           ('sweep', 'sweep.json', '{"members": [', 'is unreadable (JSONDecodeError); choose '
+            'another --workdir', lambda d: sweep_checkpoint.check_dir(d, run_config(), [{}], True)),
+           ('list', 'sweep.json', '[1, 2]', 'is not a sweep record; choose another --workdir',
+            lambda d: sweep_checkpoint.check_dir(d, run_config(), [{}], True))]
+  for name, file, text, message, check in cases:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / file).write_text(text)
+    with pytest.raises(rundir.RunDirError) as error:
+      check(str(tmp_path / name))
+    assert len(str(error.value).splitlines()) == 1 and message in str(error.value), error.value
+    assert str(tmp_path / name / file) in str(error.value)
+    assert (tmp_path / name / file).read_text() == text and os.listdir(tmp_path / name) == [file]
+
+
 def test_overwrite_with_a_too_long_aside_name_fails_before_any_work(tmp_path):
   """The workdir name fits, <name>.old-<timestamp> does not: refused before build or compile,
   and the old run stays where it is."""
