@@ -36,6 +36,7 @@ run (each program gets an equal share of what is left, less --reserve_s).
 """
 import csv
 import json
+import math
 import os
 import signal
 import sys
@@ -257,8 +258,8 @@ def table_markdown(rows, agents, domains):
         continue
       means = {a: float(np.mean(v)) for a, v in curve.items()}
       best = max(means, key=means.get)
-      near = ', '.join(f'{m:g}x: {means[best * m]:.2f}' for m in (0.1, 10.0)
-                       if best * m in means)
+      near = ', '.join(f'{m:g}x: {means[a]:.2f}' for m in (0.1, 10.0) for a in means
+                       if math.isclose(a, best * m, rel_tol=1e-6))   # 3 * 0.1 != 0.3
       paper = PAPER_ALPHA.get(domain, {}).get(agent, '')
       summary.append(f'| {agent} | {best:g} | {means[best]:.2f} | {near or "-"} | '
                      f'{min(means.values()):.2f}..{max(means.values()):.2f} | {paper} |')

@@ -64,3 +64,14 @@ def test_bad_flags_exit_2_with_one_line(tmp_path):
     assert res.returncode == 2 and 'Traceback' not in res.stderr, (bad, res.stderr)
     assert len(res.stderr.strip().splitlines()) == 1, (bad, res.stderr)
   assert not os.listdir(tmp_path)
+
+
+def test_table_finds_the_alphas_a_decade_either_side_of_the_best():
+  """Best alpha 3: its neighbours 0.3 and 30 are found although 3 * 0.1 != 0.3 in floats."""
+  sys.path.insert(0, os.path.join(REPO, 'experiments'))
+  import ogbench_alpha  # pylint: disable=g-import-not-at-top
+  rows = [{'agent': 'qcmfql', 'domain': 'cube-single', 'task': 2, 'alpha': alpha, 'seed': 0,
+           'steps': 10, 'success': success}
+          for alpha, success in ((0.3, 0.05), (3.0, 0.25), (30.0, 0.03))]
+  table = ogbench_alpha.table_markdown(rows, ['qcmfql'], ['cube-single'])
+  assert '| qcmfql | 3 | 0.25 | 0.1x: 0.05, 10x: 0.03 | 0.03..0.25 |' in table, table
