@@ -2,7 +2,7 @@
 # One cube-single row of the paper's table in one GPU run (one GPU + 16 CPU cores, <= 9.5 minutes,
 # every step time-boxed, partial results kept). Run from the repo root:
 #
-#   bash launch/gpu_paper_row.sh                  # LPS (device: carry ['.whl'], see below)
+#   bash launch/gpu_paper_row.sh                  # LPS (wheels in .whl/, see below)
 #   AGENT=qcfql bash launch/gpu_paper_row.sh      # QC-FQL, alpha 30 (experiments/configs/qcfql.py)
 #   AGENT=fql bash launch/gpu_paper_row.sh        # FQL, alpha 300 (experiments/configs/fql.py)
 #
