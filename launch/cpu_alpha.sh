@@ -10,10 +10,10 @@
 # 1. data: EPISODES <DOMAIN>-play episodes into DATA_DIR (reused if there)
 # 2. size check: LPS at alpha 1 x 2 seeds, CHECK_STEPS steps, evaluated at every CHECK_EVERY
 #    steps (50 episodes each), into $OUT/lps_check_<EPISODES>ep
-# 3. the first evaluated step where the check's mean success is >= THRESHOLD (0.3) becomes the sweep's
-#    length: QC-MFQL at ALPHAS and LPS at LPS_ALPHAS (default ALPHAS) x 2 seeds (one program
-#    per agent), into $OUT. If no step
-#    reaches 0.3 it stops and says so: a flat curve at a size that does not learn means nothing.
+# 3. the first evaluated step where the check's mean success is >= THRESHOLD (0.3) becomes the
+#    sweep's length: QC-MFQL at ALPHAS and LPS at LPS_ALPHAS (default ALPHAS) x 2 seeds (one
+#    program per agent), into $OUT. If no step reaches 0.3 it stops and says so: a flat curve
+#    at a size that does not learn means nothing.
 # Every step is resumable: rerunning the script reuses the data, the check's rows and the
 # sweep's finished programs (ogbench_alpha keeps its rows and skips finished programs).
 # Partial results: $OUT/alpha.csv, table.md and alpha.png are rewritten as each evaluation
@@ -70,7 +70,8 @@ if [ -z "$STEPS" ]; then
 fi
 say "size check passed at $STEPS steps; sweep: qcmfql x $ALPHAS, lps x $LPS_ALPHAS, seeds $SEEDS"
 python experiments/ogbench_alpha.py --domains="$DOMAIN" --agents=qcmfql,lps \
-  --alphas="$ALPHAS" --agent_alphas="lps=$LPS_ALPHAS" --seeds="$SEEDS" --size="$SIZE" --num_steps="$STEPS" \
+  --alphas="$ALPHAS" --agent_alphas="lps=$LPS_ALPHAS" --seeds="$SEEDS" --size="$SIZE" \
+  --num_steps="$STEPS" \
   --steps_per_call="$STEPS_PER_CALL" --eval_episodes="$EVAL_EPISODES" --eval_workers="$EVAL_WORKERS" \
   --dataset_dir="$DATA_DIR" --workdir="$OUT"
 say "sweep done rc=$?"
