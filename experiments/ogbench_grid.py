@@ -75,6 +75,9 @@ flags.DEFINE_string('seeds', '0..4', "Seeds, e.g. '0..4' or '0,1'.")
 flags.DEFINE_enum('size', 'cpu', list(SIZES), 'Network / batch size preset.')
 flags.DEFINE_float('alpha', None, "Override the agents' alpha (FQL / QC-FQL distillation "
                    'weight, ReBRAC BC weight); an agent without one is an error.')
+flags.DEFINE_multi_string('set', [], "A config override for every agent, applied after --size "
+                          "and --alpha: --set=agent.KEY=VALUE (a Python literal), repeatable, "
+                          "e.g. --set=agent.lr=1e-4 --set=agent.flow_steps=50000.")
 flags.DEFINE_enum('compute_dtype', 'float32', ['float32', 'bfloat16'], 'Matmul precision of '
                   'every network (params, optimiser state and losses stay float32).')
 flags.DEFINE_integer('num_steps', 100_000, 'Training steps per member.')
@@ -109,7 +112,7 @@ CHECKPOINT_DIR = 'checkpoints'
 GRID_OUTPUTS = (GRID_FILE, 'success.csv', 'train.csv', 'summary.json', 'table.md', CHECKPOINT_DIR)
 # Flags a resumed grid must share with the run it continues (the others, e.g. --num_steps,
 # --eval_at, --time_budget_s, --eval_workers, --evaluate, may change).
-SAME_ON_RESUME = ('agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'steps_per_call',
+SAME_ON_RESUME = ('agents', 'domain', 'tasks', 'seeds', 'size', 'alpha', 'set', 'steps_per_call',
                   'eval_episodes', 'dataset_episodes', 'dataset_steps_per_episode')
 
 
@@ -192,8 +195,25 @@ def config_path(agent: str) -> str:
   return os.path.join(REPO, 'experiments', 'configs', f'{agent}.py')
 
 
-def run_config(agent: str, task: int, size_name=None, domain=None):
-  """The agent's ogbench run config for one task, resized by --size (or size_name)."""
+def parse_overrides(items):
+  """--set items ['agent.lr=1e-4', ...] -> {'agent.lr': 1e-4} (a value that is no Python
+  literal stays a string), or GridError."""
+  import ast  # pylint: disable=g-import-not-at-top
+  overrides = {}
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep or not key.strip() or not text.strip():
+      raise GridError(f'--set: expected agent.KEY=VALUE, got {item!r}')
+    try:
+      overrides[key.strip()] = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+      overrides[key.strip()] = text.strip()
+  return overrides
+
+
+def run_config(agent: str, task: int, size_name=None, domain=None, overrides=None):
+  """The agent's ogbench run config for one task, resized by --size (or size_name), with
+  --set (or overrides, a list of its items) applied last."""
   from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
   size_name, domain = size_name or FLAGS.size, domain or FLAGS.domain
   config = config_lib.load_config_file(
@@ -212,6 +232,11 @@ def run_config(agent: str, task: int, size_name=None, domain=None):
   if 'flow_steps' in config.agent and size_name == 'tiny':
     config.agent.flow_steps = 2
   config.dataset_dir = FLAGS.dataset_dir
+  try:
+    config_lib.apply_overrides(config, parse_overrides(
+        FLAGS.set if overrides is None else overrides))
+  except config_lib.ConfigError as e:
+    raise GridError(f'--set: {agent}: {e}') from None
   return config
 
 
@@ -290,7 +315,7 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
                                   max_to_keep=2, keep_steps=list(eval_at) + [FLAGS.num_steps])
           if checkpoints else None)
   meta = {'agent': agent, 'domain': domain or FLAGS.domain, 'size': FLAGS.size, 'tasks': tasks,
-          'seeds': seeds, 'obs_dim': obs_dim, 'action_dim': action_dim}
+          'seeds': seeds, 'obs_dim': obs_dim, 'action_dim': action_dim, 'set': list(FLAGS.set)}
 
   def record_eval_point(step, metrics):
     """The train rows (once) and --save_params file of an eval point -> all params (numpy)."""
@@ -381,7 +406,7 @@ def train_agent(agent, tasks, seeds, eval_at, per_task, info, pool, log, results
     on_trained(agents, step)
   summary = {
       'agent': agent, 'horizon': agent_cfg.horizon, 'alpha': agent_cfg.get('alpha'),
-      'batch_size': agent_cfg.batch_size,
+      'set': list(FLAGS.set), 'batch_size': agent_cfg.batch_size,
       'flow_hidden_dims': list(agent_cfg.flow_hidden_dims),
       'critic_hidden_dims': list(agent_cfg.critic_hidden_dims),
       'actor_hidden_dims': list(agent_cfg.actor_hidden_dims),
@@ -857,7 +882,8 @@ def evaluate_saved(params_dirs, workdir):
   try:
     for host, meta in saved:
       for t, task in enumerate(meta['tasks']):
-        config = run_config(meta['agent'], task, meta['size'], meta['domain'])
+        config = run_config(meta['agent'], task, meta['size'], meta['domain'],
+                            meta.get('set', []))
         for s, seed in enumerate(meta['seeds']):
           submit_member(pool, results, config.agent, meta['obs_dim'], meta['action_dim'],
                         multitask.member_params(host, t, s), config.task,

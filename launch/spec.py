@@ -227,25 +227,11 @@ load_config = config_lib.load_config_file   # 'path.py[:variant]' -> get_config(
 
 
 def apply_overrides(config, overrides: Dict[str, Any]):
-  """Set dotted config paths on a ConfigDict (lists become tuples where the field is a tuple)."""
-  for key, value in overrides.items():
-    path = key[len('config.'):] if key.startswith('config.') else key
-    *parents, leaf = path.split('.')
-    node = config
-    for part in parents:
-      if part not in node:
-        raise LaunchError(f'unknown config key config.{path}')
-      node = node[part]
-    if leaf not in node:
-      raise LaunchError(f'unknown config key config.{path}')
-    if isinstance(node[leaf], tuple) and isinstance(value, list):
-      value = tuple(value)
-    try:
-      with config.unlocked():
-        node[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise LaunchError(f'config.{path} = {value!r}: {" ".join(str(e).split())}') from None
-  return config
+  """config_lib.apply_overrides, its error as a LaunchError."""
+  try:
+    return config_lib.apply_overrides(config, overrides)
+  except config_lib.ConfigError as e:
+    raise LaunchError(str(e)) from None
 
 
 def run_config(spec: Spec, run: Run):

@@ -139,6 +139,29 @@ class ConfigError(ValueError):
   """A bad config value; the message is one line naming the key."""
 
 
+def apply_overrides(config, overrides):
+  """Set dotted paths {'agent.lr': 1e-4} on a ConfigDict (a list becomes a tuple where the
+  field is a tuple) -> config; ConfigError naming the key if it is unknown or the type is."""
+  for key, value in overrides.items():
+    path = key[len('config.'):] if key.startswith('config.') else key
+    *parents, leaf = path.split('.')
+    node = config
+    for part in parents:
+      if part not in node or not hasattr(node[part], 'items'):
+        raise ConfigError(f'unknown config key config.{path}')
+      node = node[part]
+    if leaf not in node:
+      raise ConfigError(f'unknown config key config.{path}')
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+      value = tuple(value)
+    try:
+      with config.unlocked():
+        node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f'config.{path} = {value!r}: {" ".join(str(e).split())}') from None
+  return config
+
+
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise ConfigError(message)

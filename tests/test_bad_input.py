@@ -269,6 +269,16 @@ def cli_runs(tmp_path_factory):
       'grid_task_99': (grid + ['--tasks=99', '--seeds=0', f'--dataset_dir={root / "ogdata"}',
                                f'--workdir={root / "grid"}'], REPO,
                        cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), ['grid', 'ogdata']),
+      'grid_set_unknown_key': (grid + ['--tasks=2', '--seeds=0', '--set=agent.lrr=1',
+                                       f'--dataset_dir={root / "ogdata"}',
+                                       f'--workdir={root / "grid_set"}'], REPO,
+                               cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)),
+                               ['grid_set', 'ogdata']),
+      'grid_set_wrong_type': (grid + ['--tasks=2', '--seeds=0', '--set=agent.batch_size=1.5',
+                                      f'--dataset_dir={root / "ogdata"}',
+                                      f'--workdir={root / "grid_set"}'], REPO,
+                              cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)),
+                              ['grid_set', 'ogdata']),
   }
   procs = {name: subprocess.Popen(python + argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -299,6 +309,8 @@ CLI_EXPECTED = {
     'sweep_into_a_run': 'holds a single run (config.json), not a sweep',
     'sweep_bad_npz_no_info_lines': 'masks must be in [0, 1]',
     'grid_task_99': '--tasks: cube-single has no task 99 (OGBench tasks: 1,2,3,4,5)',
+    'grid_set_unknown_key': '--set: lps: unknown config key config.agent.lrr',
+    'grid_set_wrong_type': '--set: lps: config.agent.batch_size = 1.5:',
 }
 
 

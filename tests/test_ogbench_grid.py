@@ -46,11 +46,12 @@ def lps_grid(cube_dir, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def fql_budget(cube_dir, tmp_path_factory):
-  """FQL with a tiny time budget: stops after its first call of 2 steps."""
+  """FQL with a tiny time budget: stops after its first call of 2 steps. Chunks of 2 and its
+  learning rate set by --set."""
   return _trained(tmp_path_factory, 'budget', '--agents=fql', '--tasks=2', '--seeds=0',
                   '--size=tiny', '--num_steps=100', '--steps_per_call=2', '--eval_at=50',
                   '--eval_episodes=1', '--eval_workers=0', '--time_budget_s=0.001',
-                  f'--dataset_dir={cube_dir}')
+                  '--set=agent.horizon=2', '--set=agent.lr=1e-4', f'--dataset_dir={cube_dir}')
 
 
 def _rows(workdir):
@@ -93,8 +94,15 @@ def test_saved_params_evaluate_to_the_same_numbers(lps_grid, tmp_path):
 
 def test_time_budget_stops_at_the_first_call_boundary(fql_budget):
   summary = json.load(open(os.path.join(fql_budget, 'summary.json')))
-  assert summary['agents'][0]['steps_reached'] == 2 and summary['agents'][0]['horizon'] == 1
+  assert summary['agents'][0]['steps_reached'] == 2
   assert [(r['agent'], r['step']) for r in _rows(fql_budget)] == [('fql', '2')]
+
+
+def test_set_overrides_reach_the_trained_config_and_the_resume_record(fql_budget):
+  fql = json.load(open(os.path.join(fql_budget, 'summary.json')))['agents'][0]
+  assert fql['horizon'] == 2 and fql['set'] == ['agent.horizon=2', 'agent.lr=1e-4']  # FQL: h=1
+  grid = json.load(open(os.path.join(fql_budget, 'grid.json')))
+  assert grid['flags']['set'] == ['agent.horizon=2', 'agent.lr=1e-4']
 
 
 def test_merge_combines_runs_and_refuses_overlaps(lps_grid, fql_budget, tmp_path):
