@@ -380,7 +380,7 @@ def run(domains, alphas, seeds, eval_at):
   wall_start = time.perf_counter()
   log = ogbench_grid.make_log()
   summary = {'flags': {k: FLAGS[k].value for k in (
-      'agents', 'domains', 'domain_tasks', 'alphas', 'agent_alphas', 'seeds', 'size',
+      'agents', 'domains', 'domain_tasks', 'alphas', 'agent_alphas', 'seeds', 'size', 'set',
       'num_steps', 'eval_at', 'steps_per_call', 'eval_episodes', 'eval_workers', 'time_budget_s',
       'total_time_s', 'reserve_s', 'dataset_dir', 'dataset_episodes', 'workers')},
       'domain_tasks': dict(domains), 'agent_alphas': alphas,
