@@ -381,8 +381,9 @@ def run(domains, alphas, seeds, eval_at):
   log = ogbench_grid.make_log()
   summary = {'flags': {k: FLAGS[k].value for k in (
       'agents', 'domains', 'domain_tasks', 'alphas', 'agent_alphas', 'seeds', 'size', 'set',
-      'num_steps', 'eval_at', 'steps_per_call', 'eval_episodes', 'eval_workers', 'time_budget_s',
-      'total_time_s', 'reserve_s', 'dataset_dir', 'dataset_episodes', 'workers')},
+      'compute_dtype', 'num_steps', 'eval_at', 'steps_per_call', 'eval_episodes', 'eval_workers',
+      'time_budget_s', 'total_time_s', 'reserve_s', 'dataset_dir', 'dataset_episodes',
+      'workers')},
       'domain_tasks': dict(domains), 'agent_alphas': alphas,
       'devices': [str(d) for d in jax.devices()], 'agents': [], 'datasets': {}}
   results = AlphaResults(workdir, summary, FLAGS.agents, [d for d, _ in domains])

@@ -1,6 +1,7 @@
 """experiments/ogbench_alpha.py end to end at a tiny size (generated puzzle-3x3 data, 2 episodes):
 two alphas x one seed of QC-MFQL in one program, the CSV, the figure, a resumed rerun."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def test_driver_writes_the_alpha_csv_and_figure_and_resumes(puzzle_dir, tmp_path
   assert len({r['data_nn_dist'] for r in support}) == 1
   assert os.path.getsize(os.path.join(workdir, 'alpha.png')) > 0
   assert '| qcmfql | 0.1 | 1 |' in open(os.path.join(workdir, 'table.md')).read()
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    recorded = json.load(f)['flags']
+  assert recorded['compute_dtype'] == 'float32' and recorded['size'] == 'tiny'
   # A rerun into the same workdir keeps the rows and trains nothing.
   res = _run(*args)
   assert res.returncode == 0, res.stderr[-2000:]
