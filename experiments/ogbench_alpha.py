@@ -315,6 +315,7 @@ def plot_alpha(path, rows, agents, domains):
 
 class AlphaResults(ogbench_grid.Results):
   """Evaluations of ogbench_grid.Results, written as alpha.csv / alpha.png / table.md."""
+  step_column = 'steps'
 
   def __init__(self, workdir, summary, agents, domains):
     super().__init__(workdir, summary, agents)
@@ -339,10 +340,6 @@ class AlphaResults(ogbench_grid.Results):
 
   def row_key(self, row):
     return tuple(str(row[k]) for k in FIELDS)
-
-  def train_steps(self, agent):
-    """The eval points recorded for `agent` (its rows name the step 'steps')."""
-    return sorted({int(r['steps']) for r in self.train_rows if r['agent'] == agent})
 
   def write(self, plot=True):
     rows = self.rows()

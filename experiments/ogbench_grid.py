@@ -577,6 +577,7 @@ def write_outputs(workdir, agents, rows, train_rows, summary, domain=None, size=
 
 class Results:
   """Evaluations in flight and done; done ones are written out as soon as they arrive."""
+  step_column = 'step'        # the column of train.csv that names a row's step
 
   def __init__(self, workdir, summary, agents, domain=None, size=None):
     self.workdir, self.summary, self.agents = workdir, summary, agents
@@ -617,7 +618,7 @@ class Results:
 
   def train_steps(self, agent):
     """The eval points recorded for `agent` (its train rows)."""
-    return sorted({int(r['step']) for r in self.train_rows if r['agent'] == agent})
+    return sorted({int(r[self.step_column]) for r in self.train_rows if r['agent'] == agent})
 
   def collect(self, block: bool = False) -> bool:
     """Move finished evaluations to done (all of them if block) -> whether any arrived."""
