@@ -1,0 +1,102 @@
+"""experiments/compare_agents.py: group selection, the exact and sampled permutation p-values
+against hand counts, the bootstrap interval, and one-line errors."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'experiments'))
+import compare_agents  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SCRIPT = os.path.join(REPO, 'experiments', 'compare_agents.py')
+
+
+def _rows(entries, step_column='steps'):
+  """(agent, alpha, seed, step, success) -> rows as csv.DictReader gives them."""
+  return [{'agent': agent, 'alpha': str(alpha), 'seed': str(seed), step_column: str(step),
+           'success': str(value)} for agent, alpha, seed, step, value in entries]
+
+
+def _groups(a, b, step=100):
+  return _rows([('x', 1.0, s, step, v) for s, v in enumerate(a)]
+               + [('y', 1.0, s, step, v) for s, v in enumerate(b)])
+
+
+def test_exact_permutation_p_matches_the_hand_count():
+  # Pooled {0,1,2,3,4}, a = {3,4}: of the 10 relabellings only {3,4} and {0,1} give
+  # |mean(a) - mean(b)| >= 2.5, so p = 0.2 (two-sided).
+  result = compare_agents.compare(_groups([3, 4], [0, 1, 2]), {'agent': 'x'}, {'agent': 'y'},
+                                  resamples=1000)
+  assert result['permutation_exact']
+  assert result['permutation_p'] == pytest.approx(0.2)
+  assert result['difference'] == pytest.approx(2.5)
+  # All a above all b, 3 vs 3: 2 of C(6, 3) = 20 relabellings are as extreme.
+  result = compare_agents.compare(_groups([1, 1, 1], [0, 0, 0]), {'agent': 'x'},
+                                  {'agent': 'y'}, resamples=1000)
+  assert result['permutation_p'] == pytest.approx(0.1)
+  assert result['bootstrap_95'] == pytest.approx([1.0, 1.0])
+
+
+def test_sampled_permutation_p_agrees_with_the_exact_one():
+  rng = np.random.default_rng(3)
+  rows = _groups(rng.uniform(0.2, 0.6, 8).round(2), rng.uniform(0.1, 0.5, 8).round(2))
+  exact = compare_agents.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=1000)
+  sampled = compare_agents.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=20_000,
+                                   max_exact=1)
+  assert exact['permutation_exact'] and not sampled['permutation_exact']
+  assert 0.02 < exact['permutation_p'] < 0.98
+  assert sampled['permutation_p'] == pytest.approx(exact['permutation_p'], abs=0.015)
+
+
+def test_bootstrap_interval_covers_the_difference_and_widens_with_spread():
+  tight = compare_agents.compare(_groups([0.50, 0.52, 0.48, 0.50], [0.30, 0.31, 0.29, 0.30]),
+                                 {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
+  wide = compare_agents.compare(_groups([0.9, 0.1, 0.8, 0.2], [0.6, 0.0, 0.5, 0.1]),
+                                {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
+  for result in (tight, wide):
+    low, high = result['bootstrap_95']
+    assert low <= result['difference'] <= high
+  assert tight['bootstrap_95'][0] > 0.15 and tight['bootstrap_95'][1] < 0.25
+  assert wide['bootstrap_95'][0] < 0 < wide['bootstrap_95'][1]
+
+
+def test_groups_take_their_last_step_and_match_numbers_numerically():
+  rows = _rows([('x', '1.0', 0, 50, 0.0), ('x', '1.0', 0, 100, 0.4), ('x', '1.0', 1, 100, 0.6),
+                ('x', '10.0', 0, 100, 0.9), ('x', '10.0', 1, 100, 0.9)], step_column='step')
+  assert compare_agents.select_group(rows, {'agent': 'x', 'alpha': '1'}, 'success', 'a') == {
+      '0': 0.4, '1': 0.6}
+  assert compare_agents.select_group(rows, {'agent': 'x', 'alpha': '1', 'step': '50'},
+                                     'success', 'a') == {'0': 0.0}
+  with pytest.raises(compare_agents.CompareError, match='seed 0 appears twice'):
+    compare_agents.select_group(rows, {'agent': 'x'}, 'success', 'a')
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                        timeout=120)
+
+
+def test_cli_prints_the_comparison_and_bad_input_is_one_line(tmp_path):
+  path = str(tmp_path / 'alpha.csv')
+  rows = _groups([3, 4], [0, 1, 2])
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  res = _run(f'--csv={path}', '--a=x', '--b=y,alpha=1', '--resamples=1000')
+  assert res.returncode == 0, res.stderr
+  assert 'permutation p = 0.200 (exact)' in res.stdout
+  for args, message in (
+      ([f'--csv={tmp_path}/none.csv', '--a=x', '--b=y'], 'no such file'),
+      ([f'--csv={path}', '--a=x,task=2', '--b=y'], "no column 'task'"),
+      ([f'--csv={path}', '--a=z', '--b=y'], 'no rows match'),
+      ([f'--csv={path}', '--a=x,alpha', '--b=y'], 'expected column=value'),
+      ([f'--csv={path}', '--a=x'], 'required'),
+      ([f'--csv={path}', '--a=x', '--b=y', '--metric=return'], "no 'return' column")):
+    res = _run(*args)
+    assert res.returncode == 2, (args, res.stderr)
+    assert res.stderr.count('\n') == 1 and message in res.stderr, (args, res.stderr)
