@@ -15,15 +15,20 @@ Statistics (seeds are the unit; the evaluation episodes of one seed are its one 
 - permutation: the share of relabellings of the pooled seeds whose |mean difference| is at
   least the observed one (every relabelling when there are at most `--max_exact`, else
   `--resamples` random ones).
+The statistics live in lps_jax/seed_stats.py.
 """
 import csv
-import itertools
 import json
-import math
 import os
 import sys
 
 from absl import app, flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from lps_jax import seed_stats  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('csv', None, 'CSV files of per-seed results (concatenated).')
@@ -37,132 +42,16 @@ flags.DEFINE_integer('max_exact', 200_000, 'Enumerate every relabelling up to th
 flags.DEFINE_integer('seed', 0, 'Seed of the resampling.')
 flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
 
-STEP_COLUMNS = ('step', 'steps')
-
-
-class CompareError(ValueError):
-  """Bad input: reported as one line, exit 2."""
-
 
 def read_csvs(paths):
   """Rows of every file, as dicts of strings."""
   rows = []
   for path in paths:
     if not os.path.isfile(path):
-      raise CompareError(f'--csv: no such file {path}')
+      raise seed_stats.CompareError(f'--csv: no such file {path}')
     with open(path, newline='') as f:
       rows.extend(csv.DictReader(f))
   return rows
-
-
-def parse_selector(text, name):
-  """'lps,alpha=1' -> {'agent': 'lps', 'alpha': '1'}."""
-  agent, *items = [s.strip() for s in (text or '').split(',')]
-  if not agent or '=' in agent:
-    raise CompareError(f"--{name}: expected 'agent[,column=value,...]', got {text!r}")
-  selector = {'agent': agent}
-  for item in items:
-    key, sep, value = item.partition('=')
-    if not sep or not key.strip():
-      raise CompareError(f'--{name}: expected column=value, got {item!r}')
-    selector[key.strip()] = value.strip()
-  return selector
-
-
-def same_value(cell, wanted):
-  """String equality, or numeric equality when both parse as numbers ('1' == '1.0')."""
-  try:
-    return float(cell) == float(wanted)
-  except (TypeError, ValueError):
-    return cell == wanted
-
-
-def select_group(rows, selector, metric, name):
-  """Rows matching selector, at its step (the last one unless given) -> {seed: value}."""
-  columns = set(rows[0]) if rows else set()
-  for key in selector:
-    if key not in columns:
-      raise CompareError(f'--{name}: no column {key!r} in the CSV (it has {sorted(columns)})')
-  for needed in ('seed', metric):
-    if needed not in columns:
-      raise CompareError(f'the CSV has no {needed!r} column')
-  mine = [r for r in rows if all(same_value(r[k], v) for k, v in selector.items())]
-  step_column = next((c for c in STEP_COLUMNS if c in columns), None)
-  if step_column and step_column not in selector and mine:
-    last = max(float(r[step_column]) for r in mine)
-    mine = [r for r in mine if float(r[step_column]) == last]
-  if not mine:
-    raise CompareError(f'--{name}: no rows match {selector}')
-  values = {}
-  for r in mine:
-    if r['seed'] in values:
-      raise CompareError(f"--{name}: seed {r['seed']} appears twice; narrow the selector "
-                         f'(task=..., alpha=...)')
-    values[r['seed']] = float(r[metric])
-  return values
-
-
-def bootstrap_interval(a, b, resamples, rng):
-  """95% percentile interval of mean(a*) - mean(b*), seeds resampled within each group."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  diffs = (a[rng.integers(0, len(a), (resamples, len(a)))].mean(1)
-           - b[rng.integers(0, len(b), (resamples, len(b)))].mean(1))
-  low, high = np.percentile(diffs, [2.5, 97.5])
-  return float(low), float(high)
-
-
-def permutation_p(a, b, max_exact, resamples, rng):
-  """Two-sided p of |mean(a) - mean(b)| under relabelling of the pooled values -> (p, exact)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  pooled = np.asarray(list(a) + list(b), float)
-  n, k = len(pooled), len(a)
-  observed = abs(np.mean(a) - np.mean(b))
-  total = pooled.sum()
-  tolerance = 1e-12 * max(1.0, abs(total))
-
-  def extreme(sum_a):
-    return abs(sum_a / k - (total - sum_a) / (n - k)) >= observed - tolerance
-
-  if math.comb(n, k) <= max_exact:
-    hits = [extreme(pooled[list(idx)].sum()) for idx in itertools.combinations(range(n), k)]
-    return float(np.mean(hits)), True
-  sums = np.array([pooled[rng.permutation(n)[:k]].sum() for _ in range(resamples)])
-  hits = np.abs(sums / k - (total - sums) / (n - k)) >= observed - tolerance
-  return float((hits.sum() + 1) / (resamples + 1)), False
-
-
-def compare(rows, selector_a, selector_b, metric='success', resamples=100_000,
-            max_exact=200_000, seed=0):
-  """The comparison as a dict (see the module docstring)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  a = select_group(rows, selector_a, metric, 'a')
-  b = select_group(rows, selector_b, metric, 'b')
-  if len(a) < 2 or len(b) < 2:
-    raise CompareError(f'each group needs 2 seeds or more (a has {len(a)}, b has {len(b)})')
-  rng = np.random.default_rng(seed)
-  low, high = bootstrap_interval(list(a.values()), list(b.values()), resamples, rng)
-  p, exact = permutation_p(list(a.values()), list(b.values()), max_exact, resamples, rng)
-  mean = lambda d: float(np.mean(list(d.values())))
-  return {'metric': metric, 'a': selector_a, 'b': selector_b,
-          'a_per_seed': a, 'b_per_seed': b, 'a_mean': mean(a), 'b_mean': mean(b),
-          'difference': mean(a) - mean(b), 'bootstrap_95': [low, high],
-          'permutation_p': p, 'permutation_exact': exact}
-
-
-def describe(result):
-  """The comparison as a few printable lines."""
-  name = lambda s: ','.join([s['agent']] + [f'{k}={v}' for k, v in s.items() if k != 'agent'])
-  lines = []
-  for g in ('a', 'b'):
-    values = ' / '.join(f'{v:.2f}' for v in result[f'{g}_per_seed'].values())
-    lines.append(f"{g}: {name(result[g])}: {result[f'{g}_mean']:.3f} over "
-                 f"{len(result[f'{g}_per_seed'])} seeds ({values})")
-  low, high = result['bootstrap_95']
-  lines.append(f"a - b: {result['difference']:+.3f}, bootstrap 95% [{low:+.3f}, {high:+.3f}], "
-               f"permutation p = {result['permutation_p']:.3f} "
-               f"({'exact' if result['permutation_exact'] else 'sampled'})")
-  return '\n'.join(lines)
 
 
 def main(argv):
@@ -171,14 +60,15 @@ def main(argv):
     sys.exit(2)
   try:
     if not FLAGS.csv or not FLAGS.a or not FLAGS.b:
-      raise CompareError('--csv, --a and --b are required')
-    result = compare(read_csvs(FLAGS.csv), parse_selector(FLAGS.a, 'a'),
-                     parse_selector(FLAGS.b, 'b'), FLAGS.metric, FLAGS.resamples,
-                     FLAGS.max_exact, FLAGS.seed)
-  except (CompareError, ValueError) as e:
+      raise seed_stats.CompareError('--csv, --a and --b are required')
+    result = seed_stats.compare(
+        read_csvs(FLAGS.csv), seed_stats.parse_selector(FLAGS.a, 'a'),
+        seed_stats.parse_selector(FLAGS.b, 'b'), FLAGS.metric, FLAGS.resamples,
+        FLAGS.max_exact, FLAGS.seed)
+  except ValueError as e:          # seed_stats.CompareError, or a cell that is not a number
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  print(describe(result))
+  print(seed_stats.describe(result))
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:
       json.dump(result, f, indent=2)

@@ -1,5 +1,5 @@
-"""experiments/compare_agents.py: group selection, the exact and sampled permutation p-values
-against hand counts, the bootstrap interval, and one-line errors."""
+"""lps_jax/seed_stats.py and its CLI experiments/seed_stats.py: group selection, the exact
+and sampled permutation p-values against hand counts, the bootstrap interval, one-line errors."""
 import csv
 import os
 import subprocess
@@ -8,10 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'experiments'))
-import compare_agents  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lps_jax import seed_stats
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'experiments', 'compare_agents.py')
 
 
@@ -29,13 +28,13 @@ def _groups(a, b, step=100):
 def test_exact_permutation_p_matches_the_hand_count():
   # Pooled {0,1,2,3,4}, a = {3,4}: of the 10 relabellings only {3,4} and {0,1} give
   # |mean(a) - mean(b)| >= 2.5, so p = 0.2 (two-sided).
-  result = compare_agents.compare(_groups([3, 4], [0, 1, 2]), {'agent': 'x'}, {'agent': 'y'},
+  result = seed_stats.compare(_groups([3, 4], [0, 1, 2]), {'agent': 'x'}, {'agent': 'y'},
                                   resamples=1000)
   assert result['permutation_exact']
   assert result['permutation_p'] == pytest.approx(0.2)
   assert result['difference'] == pytest.approx(2.5)
   # All a above all b, 3 vs 3: 2 of C(6, 3) = 20 relabellings are as extreme.
-  result = compare_agents.compare(_groups([1, 1, 1], [0, 0, 0]), {'agent': 'x'},
+  result = seed_stats.compare(_groups([1, 1, 1], [0, 0, 0]), {'agent': 'x'},
                                   {'agent': 'y'}, resamples=1000)
   assert result['permutation_p'] == pytest.approx(0.1)
   assert result['bootstrap_95'] == pytest.approx([1.0, 1.0])
@@ -44,8 +43,8 @@ def test_exact_permutation_p_matches_the_hand_count():
 def test_sampled_permutation_p_agrees_with_the_exact_one():
   rng = np.random.default_rng(3)
   rows = _groups(rng.uniform(0.2, 0.6, 8).round(2), rng.uniform(0.1, 0.5, 8).round(2))
-  exact = compare_agents.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=1000)
-  sampled = compare_agents.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=20_000,
+  exact = seed_stats.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=1000)
+  sampled = seed_stats.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=20_000,
                                    max_exact=1)
   assert exact['permutation_exact'] and not sampled['permutation_exact']
   assert 0.02 < exact['permutation_p'] < 0.98
@@ -53,9 +52,9 @@ def test_sampled_permutation_p_agrees_with_the_exact_one():
 
 
 def test_bootstrap_interval_covers_the_difference_and_widens_with_spread():
-  tight = compare_agents.compare(_groups([0.50, 0.52, 0.48, 0.50], [0.30, 0.31, 0.29, 0.30]),
+  tight = seed_stats.compare(_groups([0.50, 0.52, 0.48, 0.50], [0.30, 0.31, 0.29, 0.30]),
                                  {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
-  wide = compare_agents.compare(_groups([0.9, 0.1, 0.8, 0.2], [0.6, 0.0, 0.5, 0.1]),
+  wide = seed_stats.compare(_groups([0.9, 0.1, 0.8, 0.2], [0.6, 0.0, 0.5, 0.1]),
                                 {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
   for result in (tight, wide):
     low, high = result['bootstrap_95']
@@ -67,12 +66,12 @@ def test_bootstrap_interval_covers_the_difference_and_widens_with_spread():
 def test_groups_take_their_last_step_and_match_numbers_numerically():
   rows = _rows([('x', '1.0', 0, 50, 0.0), ('x', '1.0', 0, 100, 0.4), ('x', '1.0', 1, 100, 0.6),
                 ('x', '10.0', 0, 100, 0.9), ('x', '10.0', 1, 100, 0.9)], step_column='step')
-  assert compare_agents.select_group(rows, {'agent': 'x', 'alpha': '1'}, 'success', 'a') == {
+  assert seed_stats.select_group(rows, {'agent': 'x', 'alpha': '1'}, 'success', 'a') == {
       '0': 0.4, '1': 0.6}
-  assert compare_agents.select_group(rows, {'agent': 'x', 'alpha': '1', 'step': '50'},
+  assert seed_stats.select_group(rows, {'agent': 'x', 'alpha': '1', 'step': '50'},
                                      'success', 'a') == {'0': 0.0}
-  with pytest.raises(compare_agents.CompareError, match='seed 0 appears twice'):
-    compare_agents.select_group(rows, {'agent': 'x'}, 'success', 'a')
+  with pytest.raises(seed_stats.CompareError, match='seed 0 appears twice'):
+    seed_stats.select_group(rows, {'agent': 'x'}, 'success', 'a')
 
 
 def _run(*args):

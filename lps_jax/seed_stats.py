@@ -1,0 +1,122 @@
+"""Seeds as the unit of comparison: two groups of per-seed results from the drivers' CSVs ->
+their means, the difference with a bootstrap 95% interval over seeds, and a two-sided
+permutation p-value (experiments/compare_agents.py is the CLI)."""
+import itertools
+import math
+
+import numpy as np
+
+STEP_COLUMNS = ('step', 'steps')
+
+
+class CompareError(ValueError):
+  """Bad input: the CLI reports it as one line, exit 2."""
+
+
+def parse_selector(text, name):
+  """'lps,alpha=1' -> {'agent': 'lps', 'alpha': '1'}."""
+  agent, *items = [s.strip() for s in (text or '').split(',')]
+  if not agent or '=' in agent:
+    raise CompareError(f"--{name}: expected 'agent[,column=value,...]', got {text!r}")
+  selector = {'agent': agent}
+  for item in items:
+    key, sep, value = item.partition('=')
+    if not sep or not key.strip():
+      raise CompareError(f'--{name}: expected column=value, got {item!r}')
+    selector[key.strip()] = value.strip()
+  return selector
+
+
+def same_value(cell, wanted):
+  """String equality, or numeric equality when both parse as numbers ('1' == '1.0')."""
+  try:
+    return float(cell) == float(wanted)
+  except (TypeError, ValueError):
+    return cell == wanted
+
+
+def select_group(rows, selector, metric, name):
+  """Rows matching selector, at its step (the last one unless given) -> {seed: value}."""
+  columns = set(rows[0]) if rows else set()
+  for key in selector:
+    if key not in columns:
+      raise CompareError(f'--{name}: no column {key!r} in the CSV (it has {sorted(columns)})')
+  for needed in ('seed', metric):
+    if needed not in columns:
+      raise CompareError(f'the CSV has no {needed!r} column')
+  mine = [r for r in rows if all(same_value(r[k], v) for k, v in selector.items())]
+  step_column = next((c for c in STEP_COLUMNS if c in columns), None)
+  if step_column and step_column not in selector and mine:
+    last = max(float(r[step_column]) for r in mine)
+    mine = [r for r in mine if float(r[step_column]) == last]
+  if not mine:
+    raise CompareError(f'--{name}: no rows match {selector}')
+  values = {}
+  for r in mine:
+    if r['seed'] in values:
+      raise CompareError(f"--{name}: seed {r['seed']} appears twice; narrow the selector "
+                         f'(task=..., alpha=...)')
+    values[r['seed']] = float(r[metric])
+  return values
+
+
+def bootstrap_interval(a, b, resamples, rng):
+  """95% percentile interval of mean(a*) - mean(b*), seeds resampled within each group."""
+  a, b = np.asarray(a, float), np.asarray(b, float)
+  diffs = (a[rng.integers(0, len(a), (resamples, len(a)))].mean(1)
+           - b[rng.integers(0, len(b), (resamples, len(b)))].mean(1))
+  low, high = np.percentile(diffs, [2.5, 97.5])
+  return float(low), float(high)
+
+
+def permutation_p(a, b, max_exact, resamples, rng):
+  """Two-sided p of |mean(a) - mean(b)| under relabelling of the pooled values -> (p, exact)."""
+  pooled = np.asarray(list(a) + list(b), float)
+  n, k = len(pooled), len(a)
+  observed = abs(np.mean(a) - np.mean(b))
+  total = pooled.sum()
+  tolerance = 1e-12 * max(1.0, abs(total))
+
+  def extreme(sum_a):
+    return abs(sum_a / k - (total - sum_a) / (n - k)) >= observed - tolerance
+
+  if math.comb(n, k) <= max_exact:
+    hits = [extreme(pooled[list(idx)].sum()) for idx in itertools.combinations(range(n), k)]
+    return float(np.mean(hits)), True
+  relabelled = np.argsort(rng.random((resamples, n)), axis=1)[:, :k]     # [R, k] indices
+  sums = pooled[relabelled].sum(axis=1)
+  hits = np.abs(sums / k - (total - sums) / (n - k)) >= observed - tolerance
+  return float((hits.sum() + 1) / (resamples + 1)), False
+
+
+def compare(rows, selector_a, selector_b, metric='success', resamples=100_000,
+            max_exact=200_000, seed=0):
+  """Rows (dicts of strings) and two selectors -> {per-seed values {seed: value} and means of
+  each group, 'difference' (a - b), 'bootstrap_95' [low, high], 'permutation_p', ...}."""
+  a = select_group(rows, selector_a, metric, 'a')
+  b = select_group(rows, selector_b, metric, 'b')
+  if len(a) < 2 or len(b) < 2:
+    raise CompareError(f'each group needs 2 seeds or more (a has {len(a)}, b has {len(b)})')
+  rng = np.random.default_rng(seed)
+  low, high = bootstrap_interval(list(a.values()), list(b.values()), resamples, rng)
+  p, exact = permutation_p(list(a.values()), list(b.values()), max_exact, resamples, rng)
+  mean = lambda d: float(np.mean(list(d.values())))
+  return {'metric': metric, 'a': selector_a, 'b': selector_b,
+          'a_per_seed': a, 'b_per_seed': b, 'a_mean': mean(a), 'b_mean': mean(b),
+          'difference': mean(a) - mean(b), 'bootstrap_95': [low, high],
+          'permutation_p': p, 'permutation_exact': exact}
+
+
+def describe(result):
+  """The comparison as a few printable lines."""
+  name = lambda s: ','.join([s['agent']] + [f'{k}={v}' for k, v in s.items() if k != 'agent'])
+  lines = []
+  for g in ('a', 'b'):
+    values = ' / '.join(f'{v:.2f}' for v in result[f'{g}_per_seed'].values())
+    lines.append(f"{g}: {name(result[g])}: {result[f'{g}_mean']:.3f} over "
+                 f"{len(result[f'{g}_per_seed'])} seeds ({values})")
+  low, high = result['bootstrap_95']
+  lines.append(f"a - b: {result['difference']:+.3f}, bootstrap 95% [{low:+.3f}, {high:+.3f}], "
+               f"permutation p = {result['permutation_p']:.3f} "
+               f"({'exact' if result['permutation_exact'] else 'sampled'})")
+  return '\n'.join(lines)
