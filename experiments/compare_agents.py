@@ -44,13 +44,18 @@ flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
 
 
 def read_csvs(paths):
-  """Rows of every file, as dicts of strings."""
-  rows = []
+  """Rows of every file (files with the same columns), as dicts of strings."""
+  rows, columns = [], None
   for path in paths:
     if not os.path.isfile(path):
       raise seed_stats.CompareError(f'--csv: no such file {path}')
     with open(path, newline='') as f:
-      rows.extend(csv.DictReader(f))
+      reader = csv.DictReader(f)
+      if columns is not None and reader.fieldnames != columns:
+        raise seed_stats.CompareError(f'--csv: {path} has columns {reader.fieldnames}, '
+                                      f'the first file {columns}')
+      columns = reader.fieldnames
+      rows.extend(reader)
   return rows
 
 

@@ -98,12 +98,13 @@ def compare(rows, selector_a, selector_b, metric='success', resamples=100_000,
   if len(a) < 2 or len(b) < 2:
     raise CompareError(f'each group needs 2 seeds or more (a has {len(a)}, b has {len(b)})')
   rng = np.random.default_rng(seed)
-  low, high = bootstrap_interval(list(a.values()), list(b.values()), resamples, rng)
-  p, exact = permutation_p(list(a.values()), list(b.values()), max_exact, resamples, rng)
-  mean = lambda d: float(np.mean(list(d.values())))
+  values_a, values_b = list(a.values()), list(b.values())
+  low, high = bootstrap_interval(values_a, values_b, resamples, rng)
+  p, exact = permutation_p(values_a, values_b, max_exact, resamples, rng)
+  mean_a, mean_b = float(np.mean(values_a)), float(np.mean(values_b))
   return {'metric': metric, 'a': selector_a, 'b': selector_b,
-          'a_per_seed': a, 'b_per_seed': b, 'a_mean': mean(a), 'b_mean': mean(b),
-          'difference': mean(a) - mean(b), 'bootstrap_95': [low, high],
+          'a_per_seed': a, 'b_per_seed': b, 'a_mean': mean_a, 'b_mean': mean_b,
+          'difference': mean_a - mean_b, 'bootstrap_95': [low, high],
           'permutation_p': p, 'permutation_exact': exact}
 
 

@@ -1,4 +1,4 @@
-"""lps_jax/seed_stats.py and its CLI experiments/seed_stats.py: group selection, the exact
+"""lps_jax/seed_stats.py and its CLI experiments/compare_agents.py: group selection, the exact
 and sampled permutation p-values against hand counts, the bootstrap interval, one-line errors."""
 import csv
 import os
@@ -29,13 +29,13 @@ def test_exact_permutation_p_matches_the_hand_count():
   # Pooled {0,1,2,3,4}, a = {3,4}: of the 10 relabellings only {3,4} and {0,1} give
   # |mean(a) - mean(b)| >= 2.5, so p = 0.2 (two-sided).
   result = seed_stats.compare(_groups([3, 4], [0, 1, 2]), {'agent': 'x'}, {'agent': 'y'},
-                                  resamples=1000)
+                              resamples=1000)
   assert result['permutation_exact']
   assert result['permutation_p'] == pytest.approx(0.2)
   assert result['difference'] == pytest.approx(2.5)
   # All a above all b, 3 vs 3: 2 of C(6, 3) = 20 relabellings are as extreme.
   result = seed_stats.compare(_groups([1, 1, 1], [0, 0, 0]), {'agent': 'x'},
-                                  {'agent': 'y'}, resamples=1000)
+                              {'agent': 'y'}, resamples=1000)
   assert result['permutation_p'] == pytest.approx(0.1)
   assert result['bootstrap_95'] == pytest.approx([1.0, 1.0])
 
@@ -45,7 +45,7 @@ def test_sampled_permutation_p_agrees_with_the_exact_one():
   rows = _groups(rng.uniform(0.2, 0.6, 8).round(2), rng.uniform(0.1, 0.5, 8).round(2))
   exact = seed_stats.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=1000)
   sampled = seed_stats.compare(rows, {'agent': 'x'}, {'agent': 'y'}, resamples=20_000,
-                                   max_exact=1)
+                               max_exact=1)
   assert exact['permutation_exact'] and not sampled['permutation_exact']
   assert 0.02 < exact['permutation_p'] < 0.98
   assert sampled['permutation_p'] == pytest.approx(exact['permutation_p'], abs=0.015)
@@ -53,9 +53,9 @@ def test_sampled_permutation_p_agrees_with_the_exact_one():
 
 def test_bootstrap_interval_covers_the_difference_and_widens_with_spread():
   tight = seed_stats.compare(_groups([0.50, 0.52, 0.48, 0.50], [0.30, 0.31, 0.29, 0.30]),
-                                 {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
+                             {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
   wide = seed_stats.compare(_groups([0.9, 0.1, 0.8, 0.2], [0.6, 0.0, 0.5, 0.1]),
-                                {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
+                            {'agent': 'x'}, {'agent': 'y'}, resamples=5000)
   for result in (tight, wide):
     low, high = result['bootstrap_95']
     assert low <= result['difference'] <= high
@@ -69,7 +69,7 @@ def test_groups_take_their_last_step_and_match_numbers_numerically():
   assert seed_stats.select_group(rows, {'agent': 'x', 'alpha': '1'}, 'success', 'a') == {
       '0': 0.4, '1': 0.6}
   assert seed_stats.select_group(rows, {'agent': 'x', 'alpha': '1', 'step': '50'},
-                                     'success', 'a') == {'0': 0.0}
+                                 'success', 'a') == {'0': 0.0}
   with pytest.raises(seed_stats.CompareError, match='seed 0 appears twice'):
     seed_stats.select_group(rows, {'agent': 'x'}, 'success', 'a')
 
@@ -86,11 +86,15 @@ def test_cli_prints_the_comparison_and_bad_input_is_one_line(tmp_path):
     writer = csv.DictWriter(f, list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
+  other = str(tmp_path / 'success.csv')      # the grid's columns: no alpha, 'step'
+  with open(other, 'w') as f:
+    f.write('agent,task,seed,step,success\nx,2,5,100,0.5\n')
   res = _run(f'--csv={path}', '--a=x', '--b=y,alpha=1', '--resamples=1000')
   assert res.returncode == 0, res.stderr
   assert 'permutation p = 0.200 (exact)' in res.stdout
   for args, message in (
       ([f'--csv={tmp_path}/none.csv', '--a=x', '--b=y'], 'no such file'),
+      ([f'--csv={path},{other}', '--a=x', '--b=y'], 'columns'),
       ([f'--csv={path}', '--a=x,task=2', '--b=y'], "no column 'task'"),
       ([f'--csv={path}', '--a=z', '--b=y'], 'no rows match'),
       ([f'--csv={path}', '--a=x,alpha', '--b=y'], 'expected column=value'),
