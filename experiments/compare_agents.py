@@ -15,6 +15,10 @@ Statistics (seeds are the unit; the evaluation episodes of one seed are its one 
 - permutation: the share of relabellings of the pooled seeds whose |mean difference| is at
   least the observed one (every relabelling when there are at most `--max_exact`, else
   `--resamples` random ones).
+With --paired (both groups ran the same seeds, and a seed fixes the initialisation, the
+minibatches and the evaluation resets, as in the drivers) the unit is the per-seed difference
+a_s - b_s: the bootstrap resamples those, and the test flips their signs (all 2^n when
+2^n <= `--max_exact`). Pairing removes the seed-to-seed spread that both groups share.
 The statistics live in lps_jax/seed_stats.py.
 """
 import csv
@@ -39,6 +43,8 @@ flags.DEFINE_integer('resamples', 100_000, 'Bootstrap resamples (and random rela
                      lower_bound=100)
 flags.DEFINE_integer('max_exact', 200_000, 'Enumerate every relabelling up to this many.',
                      lower_bound=1)
+flags.DEFINE_bool('paired', False, 'The same seeds in both groups: compare per-seed '
+                  'differences (sign-flip test, paired bootstrap).')
 flags.DEFINE_integer('seed', 0, 'Seed of the resampling.')
 flags.DEFINE_string('output', None, 'Also write the result as JSON here.')
 
@@ -69,7 +75,7 @@ def main(argv):
     result = seed_stats.compare(
         read_csvs(FLAGS.csv), seed_stats.parse_selector(FLAGS.a, 'a'),
         seed_stats.parse_selector(FLAGS.b, 'b'), FLAGS.metric, FLAGS.resamples,
-        FLAGS.max_exact, FLAGS.seed)
+        FLAGS.max_exact, FLAGS.seed, FLAGS.paired)
   except ValueError as e:          # seed_stats.CompareError, or a cell that is not a number
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

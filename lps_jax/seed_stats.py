@@ -1,6 +1,12 @@
 """Seeds as the unit of comparison: two groups of per-seed results from the drivers' CSVs ->
 their means, the difference with a bootstrap 95% interval over seeds, and a two-sided
-permutation p-value (experiments/compare_agents.py is the CLI)."""
+permutation p-value (experiments/compare_agents.py is the CLI).
+
+Unpaired (default): the groups are independent samples of seeds; the bootstrap resamples each
+group, the permutation test relabels the pooled values. Paired: both groups ran the same seeds,
+and a seed fixes the shared randomness (the drivers give a seed the same initialisation,
+minibatches and evaluation resets whatever the alpha), so the unit is the per-seed difference
+a_s - b_s; the bootstrap resamples those, the test flips their signs."""
 import itertools
 import math
 
@@ -89,23 +95,72 @@ def permutation_p(a, b, max_exact, resamples, rng):
   return float((hits.sum() + 1) / (resamples + 1)), False
 
 
+def paired_differences(a, b):
+  """{seed: value} twice, over the same seeds -> a_s - b_s [n], in the order of a's seeds."""
+  if set(a) != set(b):
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    raise CompareError(f'--paired needs the same seeds in both groups (only in a: {only_a}, '
+                       f'only in b: {only_b})')
+  return np.array([a[s] - b[s] for s in a], float)
+
+
+def seed_correlation(a, b):
+  """Pearson r of a_s and b_s over the shared seeds (how much of the spread the seed sets:
+  pairing helps when r > 0); NaN when either group does not vary."""
+  x = np.array([a[s] for s in a], float)
+  y = np.array([b[s] for s in a], float)
+  if x.std() == 0 or y.std() == 0:
+    return float('nan')
+  return float(np.corrcoef(x, y)[0, 1])
+
+
+def paired_bootstrap_interval(differences, resamples, rng):
+  """95% percentile interval of the mean of the per-seed differences, seeds resampled."""
+  d = np.asarray(differences, float)
+  means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(1)
+  low, high = np.percentile(means, [2.5, 97.5])
+  return float(low), float(high)
+
+
+def sign_flip_p(differences, max_exact, resamples, rng):
+  """Two-sided p of |mean(d)| under random signs of the per-seed differences -> (p, exact)."""
+  d = np.asarray(differences, float)
+  n = len(d)
+  observed = abs(d.mean())
+  tolerance = 1e-12 * max(1.0, np.abs(d).sum())
+  if 2 ** n <= max_exact:
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))     # [2^n, n]
+    return float(np.mean(np.abs(signs @ d) / n >= observed - tolerance)), True
+  signs = rng.choice((1.0, -1.0), (resamples, n))
+  hits = np.abs(signs @ d) / n >= observed - tolerance
+  return float((hits.sum() + 1) / (resamples + 1)), False
+
+
 def compare(rows, selector_a, selector_b, metric='success', resamples=100_000,
-            max_exact=200_000, seed=0):
+            max_exact=200_000, seed=0, paired=False):
   """Rows (dicts of strings) and two selectors -> {per-seed values {seed: value} and means of
-  each group, 'difference' (a - b), 'bootstrap_95' [low, high], 'permutation_p', ...}."""
+  each group, 'difference' (a - b), 'bootstrap_95' [low, high], 'permutation_p', 'paired',
+  ...}. paired: the same seeds in both groups, the per-seed differences as the unit."""
   a = select_group(rows, selector_a, metric, 'a')
   b = select_group(rows, selector_b, metric, 'b')
   if len(a) < 2 or len(b) < 2:
     raise CompareError(f'each group needs 2 seeds or more (a has {len(a)}, b has {len(b)})')
   rng = np.random.default_rng(seed)
   values_a, values_b = list(a.values()), list(b.values())
-  low, high = bootstrap_interval(values_a, values_b, resamples, rng)
-  p, exact = permutation_p(values_a, values_b, max_exact, resamples, rng)
+  extra = {}
+  if paired:
+    differences = paired_differences(a, b)
+    low, high = paired_bootstrap_interval(differences, resamples, rng)
+    p, exact = sign_flip_p(differences, max_exact, resamples, rng)
+    extra['seed_correlation'] = seed_correlation(a, b)
+  else:
+    low, high = bootstrap_interval(values_a, values_b, resamples, rng)
+    p, exact = permutation_p(values_a, values_b, max_exact, resamples, rng)
   mean_a, mean_b = float(np.mean(values_a)), float(np.mean(values_b))
   return {'metric': metric, 'a': selector_a, 'b': selector_b,
           'a_per_seed': a, 'b_per_seed': b, 'a_mean': mean_a, 'b_mean': mean_b,
           'difference': mean_a - mean_b, 'bootstrap_95': [low, high],
-          'permutation_p': p, 'permutation_exact': exact}
+          'permutation_p': p, 'permutation_exact': exact, 'paired': paired, **extra}
 
 
 def describe(result):
@@ -117,7 +172,10 @@ def describe(result):
     lines.append(f"{g}: {name(result[g])}: {result[f'{g}_mean']:.3f} over "
                  f"{len(result[f'{g}_per_seed'])} seeds ({values})")
   low, high = result['bootstrap_95']
+  test = 'paired sign-flip p' if result.get('paired') else 'permutation p'
   lines.append(f"a - b: {result['difference']:+.3f}, bootstrap 95% [{low:+.3f}, {high:+.3f}], "
-               f"permutation p = {result['permutation_p']:.3f} "
+               f"{test} = {result['permutation_p']:.3f} "
                f"({'exact' if result['permutation_exact'] else 'sampled'})")
+  if result.get('paired'):
+    lines.append(f"per-seed correlation of a and b: r = {result['seed_correlation']:+.2f}")
   return '\n'.join(lines)
