@@ -66,13 +66,21 @@ def select_group(rows, selector, metric, name):
   return values
 
 
+def resampled_means(values, resamples, rng):
+  """[n] values -> [resamples] means of n values drawn with replacement."""
+  x = np.asarray(values, float)
+  return x[rng.integers(0, len(x), (resamples, len(x)))].mean(1)
+
+
+def interval_95(samples):
+  """The 2.5 / 97.5 percentiles of samples, as floats."""
+  low, high = np.percentile(samples, [2.5, 97.5])
+  return float(low), float(high)
+
+
 def bootstrap_interval(a, b, resamples, rng):
   """95% percentile interval of mean(a*) - mean(b*), seeds resampled within each group."""
-  a, b = np.asarray(a, float), np.asarray(b, float)
-  diffs = (a[rng.integers(0, len(a), (resamples, len(a)))].mean(1)
-           - b[rng.integers(0, len(b), (resamples, len(b)))].mean(1))
-  low, high = np.percentile(diffs, [2.5, 97.5])
-  return float(low), float(high)
+  return interval_95(resampled_means(a, resamples, rng) - resampled_means(b, resamples, rng))
 
 
 def permutation_p(a, b, max_exact, resamples, rng):
@@ -116,10 +124,7 @@ def seed_correlation(a, b):
 
 def paired_bootstrap_interval(differences, resamples, rng):
   """95% percentile interval of the mean of the per-seed differences, seeds resampled."""
-  d = np.asarray(differences, float)
-  means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(1)
-  low, high = np.percentile(means, [2.5, 97.5])
-  return float(low), float(high)
+  return interval_95(resampled_means(differences, resamples, rng))
 
 
 def sign_flip_p(differences, max_exact, resamples, rng):
