@@ -28,11 +28,11 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 from ml_collections import config_flags
 
-from lps_jax import config_lib, tasks, toy_study
+from lps_jax import cli, config_lib, tasks, toy_study
 from lps_jax.agents import dsrl, fql, lps, rebrac
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import toy
@@ -278,22 +278,21 @@ def toy_reward_flags() -> Dict[str, float]:
   for key, value in reward.items():
     low, high = limits[key]
     if not low < value <= high:
-      raise app.UsageError(f'--toy_{key}={value} must be in ({low}, {high}]')
+      cli.fail(f'--toy_{key}={value} must be in ({low}, {high}]')
   return reward
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv   # cli.run refuses positional arguments
   if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required')
+    cli.fail('--workdir is required')
   base = FLAGS.config
   if base is None and FLAGS.task == 'ogbench':
     base = config_lib.load_config_file(DEFAULT_OGBENCH_CONFIG)
   variant = base.variant if base is not None else 'toy'
   unknown = [a for a in FLAGS.agents if a not in AGENT_MODULES]
   if unknown:
-    raise app.UsageError(f'unknown agents {unknown}; choose from {sorted(AGENT_MODULES)}')
+    cli.fail(f'unknown agents {unknown}; choose from {sorted(AGENT_MODULES)}')
   try:
     run_study(base, FLAGS.workdir, [float(a) for a in FLAGS.alphas],
               [int(s) for s in FLAGS.seeds], FLAGS.agents, FLAGS.num_steps,
@@ -306,4 +305,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main, config_flag=None)

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -66,9 +66,7 @@ def read_csvs(paths):
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+  del argv   # cli.run refuses positional arguments
   try:
     if not FLAGS.csv or not FLAGS.a or not FLAGS.b:
       raise seed_stats.CompareError('--csv, --a and --b are required')
@@ -86,4 +84,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

@@ -18,7 +18,7 @@ import sys
 import time
 import warnings
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -39,9 +39,7 @@ def cpu_seconds() -> float:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+  del argv   # cli.run refuses positional arguments
   warnings.simplefilter('ignore')
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lps_jax.data import generate as gen  # pylint: disable=g-import-not-at-top
@@ -100,4 +98,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

@@ -21,12 +21,12 @@ Writes latent_grad.png (values and tangential derivatives vs angle) and latent_g
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lps_jax import tasks, toy_study
+from lps_jax import cli, tasks, toy_study
 from lps_jax.data import toy
 
 FLAGS = flags.FLAGS
@@ -139,10 +139,9 @@ def plot(path, degrees, outs, per_context):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv   # cli.run refuses positional arguments
   if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required')
+    cli.fail('--workdir is required')
   run(FLAGS.workdir, FLAGS.num_steps, FLAGS.num_angles, FLAGS.seed)
 
 
@@ -151,4 +150,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('num_steps', 4000, 'DSRL training steps (a multiple of 500).')
   flags.DEFINE_integer('num_angles', 720, 'Latent angles on the circle.')
   flags.DEFINE_integer('seed', 0, 'Seed.')
-  app.run(main)
+  cli.run(main)

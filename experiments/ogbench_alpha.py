@@ -42,7 +42,7 @@ import signal
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -502,9 +502,7 @@ def _exit_on_sigterm(signum, frame):
 
 def main(argv):
   signal.signal(signal.SIGTERM, _exit_on_sigterm)
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+  del argv   # cli.run refuses positional arguments
   import warnings  # pylint: disable=g-import-not-at-top
   warnings.simplefilter('ignore')
   from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
@@ -520,4 +518,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

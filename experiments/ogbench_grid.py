@@ -46,7 +46,7 @@ import signal
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -905,9 +905,7 @@ def main(argv):
   preemption.inject_fault('start')
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO noise (orbax, jax)
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+  del argv   # cli.run refuses positional arguments
   import warnings  # pylint: disable=g-import-not-at-top
   warnings.simplefilter('ignore')
   from lps_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
@@ -932,4 +930,4 @@ def main(argv):
 
 if __name__ == '__main__':
   from lps_jax import cli  # pylint: disable=g-import-not-at-top
-  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS, config_flag=None))
+  cli.run(main, FLAGS)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {
@@ -56,4 +56,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

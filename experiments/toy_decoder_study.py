@@ -26,7 +26,7 @@ import json
 import os
 from typing import Dict, List
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,6 +137,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('workdir', None, 'Output folder.')
   flags.DEFINE_list('priors', list(meanflow.LATENT_PRIORS), 'Latent priors to compare.')
   flags.DEFINE_list('time_settings', list(TIME_SETTINGS), f'From {list(TIME_SETTINGS)}.')
@@ -147,4 +148,4 @@ if __name__ == '__main__':
   flags.DEFINE_float('outer_fraction', 0.5, 'Fraction of the data on the outer ring.')
   flags.DEFINE_list('hidden_dims', ['128', '128', '128'], 'Flow MLP hidden sizes.')
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run(main)

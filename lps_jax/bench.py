@@ -46,7 +46,7 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -1032,8 +1032,7 @@ def main_levers():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv   # cli.run refuses positional arguments
   try:
     steps = [int(s) for s in FLAGS.steps]
     members = [int(m) for m in FLAGS.members]
@@ -1084,4 +1083,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS, config_flag=None))
+  cli.run(main, FLAGS)

@@ -6,6 +6,8 @@
   parse_flags(argv, flag_values)  absl parsing with every error (incl. config_flags') as one line;
                                   then the config file must load, a tuple key must be given a
                                   tuple, and absl logs nothing below WARNING (no INFO lines)
+  run(main, ...)                  app.run(main) with parse_flags, and stray positional arguments
+                                  refused in one line (exit 2) before main starts
   unknown_config_key(...)         '--config.agent.lrr' -> 'unknown config key ...; did you mean ...'
   seed_error(seed, name)          why a seed is out of the PRNG's range (one line), or None
 """
@@ -185,3 +187,19 @@ def parse_flags(argv, flag_values=flags.FLAGS, config_flag: Optional[str] = 'con
   if 'verbosity' in flags.FLAGS and flags.FLAGS['verbosity'].using_default_value:
     absl_logging.set_verbosity(absl_logging.WARNING)   # no INFO lines (jax's TPU probe, ...)
   return rest
+
+
+def run(main, flag_values=flags.FLAGS, config_flag: Optional[str] = None,
+        default_config: Optional[str] = None):
+  """app.run(main) for a CLI without positional arguments: a bad or unknown flag and a stray
+  argument are each one line on stderr and exit 2 (absl's own handling prints the usage text
+  or a second line, and exits 1)."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def parser(argv):
+    rest = parse_flags(argv, flag_values, config_flag, default_config)
+    if len(rest) > 1:
+      fail(f'unexpected arguments: {rest[1:]}')
+    return rest
+
+  app.run(main, flags_parser=parser)

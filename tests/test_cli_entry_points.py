@@ -1,0 +1,99 @@
+"""Every command-line entry point refuses a stray argument and an unknown flag in one stderr
+line with exit 2, and writes nothing (absl's own handling prints its usage text, or a second
+line, and exits 1).
+
+The entry points are found by scanning the tree for a `__main__` guard, so a new script is
+covered as soon as it exists; each must parse through `cli.run` or a one-line flags_parser.
+"""
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import cli_env
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Scripts that parse their own argv (tested for one-line errors in test_cli_flags.py).
+OWN_PARSER = {'lps_jax/data/generate.py'}
+# Flags given so that the bad argument is what gets refused: required ones, and the config by
+# its absolute path (the processes run in empty folders, not at the repository root).
+CONFIG = f'--config={REPO}/experiments/configs/lps.py:test'
+REQUIRED = {'lps_jax/data/generate.py': ['--env=cube-single-play-v0', '--episodes=1',
+                                         '--out=out'],
+            'lps_jax/main.py': [CONFIG], 'lps_jax/vmap_sweep.py': [CONFIG],
+            'experiments/toy_decoder_study.py': ['--workdir=out']}
+
+
+def entry_points():
+  """Repo-relative paths of the files with a __main__ guard, outside tests/."""
+  found = []
+  for folder in ('lps_jax', 'experiments', 'launch'):
+    for path in sorted((REPO / folder).rglob('*.py')):
+      if "if __name__ == '__main__':" in path.read_text():
+        found.append(str(path.relative_to(REPO)))
+  return found
+
+
+def _command(path):
+  """How a user starts it: `python -m` for the package, the script's path otherwise."""
+  if path.startswith('lps_jax/'):
+    return ['-m', path[:-len('.py')].replace('/', '.')]
+  return [str(REPO / path)]
+
+
+def test_the_scan_finds_the_known_entry_points():
+  found = entry_points()
+  for path in ('lps_jax/main.py', 'lps_jax/vmap_sweep.py', 'lps_jax/bench.py',
+               'experiments/ogbench_grid.py', 'experiments/compare_agents.py',
+               'launch/launcher.py'):
+    assert path in found, found
+
+
+@pytest.mark.parametrize('path', entry_points())
+def test_entry_point_parses_with_one_line_errors(path):
+  guard = (REPO / path).read_text().split("if __name__ == '__main__':", 1)[1]
+  if path in OWN_PARSER:
+    return
+  assert re.search(r'\bcli\.run\(|flags_parser=', guard), (
+      f'{path}: start it with cli.run(main) (or app.run with a one-line flags_parser), not '
+      'a bare app.run(main)')
+
+
+@pytest.fixture(scope='module')
+def bad_argv_runs(tmp_path_factory):
+  """{(path, case): (returncode, stderr, files left in its cwd)}; all processes at once."""
+  root = tmp_path_factory.mktemp('entry_points')
+  cases = {'stray_argument': ['extra'], 'unknown_flag': ['--no_such_flag=1']}
+  procs = {}
+  for path in entry_points():
+    for case, argv in cases.items():
+      cwd = root / f'{path.replace("/", "_")}_{case}'
+      cwd.mkdir()
+      procs[path, case] = (subprocess.Popen(
+          [sys.executable, *_command(path), *REQUIRED.get(path, []), *argv], cwd=cwd,
+          env=cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, text=True), cwd)
+  results = {}
+  try:
+    for key, (proc, cwd) in procs.items():
+      _, err = proc.communicate(timeout=300)
+      results[key] = (proc.returncode, err, sorted(p.name for p in cwd.iterdir()))
+  finally:
+    for proc, _ in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+  return results
+
+
+@pytest.mark.parametrize('case,needle', [('stray_argument', 'extra'),
+                                         ('unknown_flag', 'no_such_flag')])
+def test_bad_argv_is_one_line_exit_2_and_writes_nothing(bad_argv_runs, case, needle):
+  for (path, run_case), (code, err, files) in bad_argv_runs.items():
+    if run_case != case:
+      continue
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (path, code, err[-1500:])
+    assert needle in lines[0] and 'Traceback' not in err, (path, err)
+    assert files == [], (path, files)
