@@ -33,9 +33,10 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lps_jax import tasks, toy_study, vmap_sweep  # pylint: disable=g-import-not-at-top
-  if not FLAGS.workdir:
-    print('error: --workdir is required', file=sys.stderr)
-    sys.exit(2)
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
+  if error:
+    cli.fail(error)
   scales = [float(s) for s in FLAGS.scales]
   if 1.0 not in scales:
     scales = [1.0] + scales

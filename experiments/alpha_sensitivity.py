@@ -284,8 +284,9 @@ def toy_reward_flags() -> Dict[str, float]:
 
 def main(argv):
   del argv   # cli.run refuses positional arguments
-  if not FLAGS.workdir:
-    cli.fail('--workdir is required')
+  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
+  if error:
+    cli.fail(error)
   base = FLAGS.config
   if base is None and FLAGS.task == 'ogbench':
     base = config_lib.load_config_file(DEFAULT_OGBENCH_CONFIG)

@@ -140,8 +140,9 @@ def plot(path, degrees, outs, per_context):
 
 def main(argv):
   del argv   # cli.run refuses positional arguments
-  if not FLAGS.workdir:
-    cli.fail('--workdir is required')
+  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
+  if error:
+    cli.fail(error)
   run(FLAGS.workdir, FLAGS.num_steps, FLAGS.num_angles, FLAGS.seed)
 
 

@@ -110,8 +110,10 @@ def parse_plan():
     if FLAGS[name].present:
       raise GridError(f'--{name} is an ogbench_grid flag with no meaning here (see --help: '
                       '--domains, --domain_tasks, --alphas, --agent_alphas)')
-  if not FLAGS.workdir:
-    raise GridError('--workdir is required')
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  reason = cli.workdir_error(FLAGS.workdir)
+  if reason:
+    raise GridError(reason)
   try:
     seeds = multitask.parse_int_list(FLAGS.seeds)
     eval_at = multitask.parse_int_list(FLAGS.eval_at) if FLAGS.eval_at.strip() else []
@@ -467,8 +469,10 @@ def train_program(agent, domain, task, members, seeds, eval_at, per_task, info, 
 
 def merge_runs(run_dirs, workdir):
   """Combine earlier runs' alpha.csv / support.csv / train.csv / summary.json into workdir."""
-  if not workdir:
-    raise GridError('--workdir is required')
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  reason = cli.workdir_error(workdir)
+  if reason:
+    raise GridError(reason)
   rows, support, train, summaries = [], [], [], []
   for run_dir in run_dirs:
     path = lambda name, run_dir=run_dir: os.path.join(run_dir, name)

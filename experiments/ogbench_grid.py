@@ -165,9 +165,9 @@ def check_grid_inputs(tasks, seeds):
                         ('workers', 1), ('eval_workers', 0)):
     if FLAGS[name].value < minimum:
       raise GridError(f'--{name} must be >= {minimum}, got {FLAGS[name].value}')
-  reason = rundir.unwritable_reason(FLAGS.workdir)
+  reason = cli.workdir_error(FLAGS.workdir)
   if reason:
-    raise GridError(f'--workdir={FLAGS.workdir}: {reason}')
+    raise GridError(reason)
   import gymnasium  # pylint: disable=g-import-not-at-top
   import ogbench  # pylint: disable=g-import-not-at-top,unused-import  (registers the envs)
   pattern = re.compile(rf'{re.escape(FLAGS.domain)}-singletask-task(\d+)-v0')

@@ -110,6 +110,10 @@ def plot_samples(path: str, data_actions: np.ndarray, scatters: Dict[str, np.nda
 
 def main(argv):
   del argv
+  from lps_jax import cli  # pylint: disable=g-import-not-at-top
+  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
+  if error:
+    cli.fail(error)
   os.makedirs(FLAGS.workdir, exist_ok=True)
   data_actions = toy.make_rings_transitions(10_000, 0, FLAGS.outer_fraction)['actions']
   actions = jnp.asarray(data_actions)

@@ -10,6 +10,7 @@
                                   refused in one line (exit 2) before main starts
   unknown_config_key(...)         '--config.agent.lrr' -> 'unknown config key ...; did you mean ...'
   seed_error(seed, name)          why a seed is out of the PRNG's range (one line), or None
+  workdir_error(path, flag)       why `path` cannot be an output folder (one line), or None
 """
 import ast
 import difflib
@@ -49,6 +50,16 @@ def seed_error(seed, name: str = '--seed') -> Optional[str]:
     return (f'{name} must be an integer in [0, {MAX_SEED}] (the PRNG takes 32-bit seeds), '
             f'got {seed!r}')
   return None
+
+
+def workdir_error(path, flag: str = '--workdir') -> Optional[str]:
+  """Why `path` cannot be the output folder (one line), or None: unset, or not creatable or
+  writable (e.g. under a regular file). Writes nothing."""
+  if not path:
+    return f'{flag} is required'
+  from lps_jax import rundir  # pylint: disable=g-import-not-at-top
+  reason = rundir.unwritable_reason(path)
+  return f'{flag}={path}: {reason}' if reason else None
 
 
 # ---------------------------------------------------------------------------------- config keys

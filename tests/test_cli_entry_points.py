@@ -1,6 +1,7 @@
-"""Every command-line entry point refuses a stray argument and an unknown flag in one stderr
-line with exit 2, and writes nothing (absl's own handling prints its usage text, or a second
-line, and exits 1).
+"""Every command-line entry point refuses a stray argument, an unknown flag and (if it takes
+one) a --workdir that cannot be created, in one stderr line with exit 2, writing nothing
+(absl's own handling prints its usage text, or a second line, and exits 1; os.makedirs a
+traceback).
 
 The entry points are found by scanning the tree for a `__main__` guard, so a new script is
 covered as soon as it exists; each must parse through `cli.run` or a one-line flags_parser.
@@ -61,18 +62,34 @@ def test_entry_point_parses_with_one_line_errors(path):
       'a bare app.run(main)')
 
 
+def takes_workdir(path):
+  return bool(re.search(r'\bFLAGS\.workdir|flags_\.workdir', (REPO / path).read_text()))
+
+
+# case: (argv in the process's empty folder `cwd`, which entry points get it, the text the one
+# line must hold). 'workdir_under_a_file' puts --workdir below a regular file in that folder.
+CASES = {
+    'stray_argument': (lambda cwd: ['extra'], lambda path: True, 'extra'),
+    'unknown_flag': (lambda cwd: ['--no_such_flag=1'], lambda path: True, 'no_such_flag'),
+    'workdir_under_a_file': (lambda cwd: [f'--workdir={cwd / "afile" / "run"}'], takes_workdir,
+                             'regular file'),
+}
+
+
 @pytest.fixture(scope='module')
 def bad_argv_runs(tmp_path_factory):
   """{(path, case): (returncode, stderr, files left in its cwd)}; all processes at once."""
   root = tmp_path_factory.mktemp('entry_points')
-  cases = {'stray_argument': ['extra'], 'unknown_flag': ['--no_such_flag=1']}
   procs = {}
   for path in entry_points():
-    for case, argv in cases.items():
+    for case, (argv, applies, _) in CASES.items():
+      if not applies(path):
+        continue
       cwd = root / f'{path.replace("/", "_")}_{case}'
       cwd.mkdir()
+      (cwd / 'afile').write_text('not a folder')
       procs[path, case] = (subprocess.Popen(
-          [sys.executable, *_command(path), *REQUIRED.get(path, []), *argv], cwd=cwd,
+          [sys.executable, *_command(path), *REQUIRED.get(path, []), *argv(cwd)], cwd=cwd,
           env=cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
           stderr=subprocess.PIPE, text=True), cwd)
   results = {}
@@ -87,13 +104,20 @@ def bad_argv_runs(tmp_path_factory):
   return results
 
 
-@pytest.mark.parametrize('case,needle', [('stray_argument', 'extra'),
-                                         ('unknown_flag', 'no_such_flag')])
-def test_bad_argv_is_one_line_exit_2_and_writes_nothing(bad_argv_runs, case, needle):
-  for (path, run_case), (code, err, files) in bad_argv_runs.items():
-    if run_case != case:
-      continue
+def test_every_workdir_taking_entry_point_gets_the_workdir_case():
+  assert {p for p in entry_points() if takes_workdir(p)} >= {
+      'lps_jax/main.py', 'lps_jax/vmap_sweep.py', 'experiments/ogbench_grid.py',
+      'experiments/ogbench_alpha.py', 'experiments/alpha_sensitivity.py'}
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_bad_argv_is_one_line_exit_2_and_writes_nothing(bad_argv_runs, case):
+  needle = CASES[case][2]
+  ran = [key for key in bad_argv_runs if key[1] == case]
+  assert ran
+  for path, _ in ran:
+    code, err, files = bad_argv_runs[path, case]
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, (path, code, err[-1500:])
     assert needle in lines[0] and 'Traceback' not in err, (path, err)
-    assert files == [], (path, files)
+    assert files == ['afile'], (path, files)
