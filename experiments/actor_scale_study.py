@@ -37,7 +37,10 @@ def main(argv):
   error = cli.workdir_error(FLAGS.workdir)   # before any work or output
   if error:
     cli.fail(error)
-  scales = [float(s) for s in FLAGS.scales]
+  try:
+    scales = [float(s) for s in FLAGS.scales]
+  except ValueError:
+    cli.fail(f'--scales: not a list of numbers: {FLAGS.scales}')
   if 1.0 not in scales:
     scales = [1.0] + scales
   task = tasks.make_toy_task()

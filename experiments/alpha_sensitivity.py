@@ -88,7 +88,9 @@ def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequenc
   """Train every (agent, alpha, seed) -- one vmapped program per agent -- and write CSV / JSON /
   plots; return the result rows. toy_reward: a toy variant's reward settings (toy.ring_reward
   keywords: peak_width, support_band, radial_bonus)."""
-  os.makedirs(workdir, exist_ok=True)
+  if num_steps < 1 or steps_per_call < 1 or num_steps % steps_per_call:
+    raise ValueError(f'--num_steps={num_steps} must be a positive multiple of '
+                     f'--steps_per_call={steps_per_call}')
   configs = {n: agent_run_config(n, base_config, variant, hidden_dims, batch_size)
              for n in agent_names}
   first = configs[agent_names[0]]
@@ -105,6 +107,7 @@ def run_study(base_config, workdir: str, alphas: Sequence[float], seeds: Sequenc
     task = tasks.make_task(first)
   is_toy = task.name == tasks.TOY_TASK
   rows, scatters = [], {}
+  os.makedirs(workdir, exist_ok=True)     # after every check above: bad input writes nothing
   with open(os.path.join(workdir, 'study_config.json'), 'w') as f:
     json.dump({'alphas': list(alphas), 'seeds': list(seeds), 'agents': list(agent_names),
                'toy_reward': toy_reward or {},

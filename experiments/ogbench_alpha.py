@@ -105,12 +105,11 @@ def parse_floats(text, name):
 
 def parse_plan():
   """-> (domains [(domain, task)], {agent: [alphas]}, seeds, eval_at), or GridError."""
-  from lps_jax import config_lib, multitask  # pylint: disable=g-import-not-at-top
+  from lps_jax import cli, config_lib, multitask  # pylint: disable=g-import-not-at-top
   for name in GRID_ONLY_FLAGS:
     if FLAGS[name].present:
       raise GridError(f'--{name} is an ogbench_grid flag with no meaning here (see --help: '
                       '--domains, --domain_tasks, --alphas, --agent_alphas)')
-  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   reason = cli.workdir_error(FLAGS.workdir)
   if reason:
     raise GridError(reason)
@@ -119,6 +118,9 @@ def parse_plan():
     eval_at = multitask.parse_int_list(FLAGS.eval_at) if FLAGS.eval_at.strip() else []
   except ValueError as e:
     raise GridError(f'--seeds / --eval_at: {e}') from None
+  errors = [cli.seed_error(s, '--seeds') for s in seeds if cli.seed_error(s, '--seeds')]
+  if errors:
+    raise GridError(errors[0])
   if FLAGS.num_steps < 1 or FLAGS.steps_per_call < 1 or FLAGS.eval_episodes < 1:
     raise GridError('--num_steps, --steps_per_call and --eval_episodes must be >= 1')
   if FLAGS.num_steps % FLAGS.steps_per_call:
@@ -151,6 +153,8 @@ def parse_plan():
   if bad:
     raise GridError(f'--eval_at {bad} must be positive multiples of --steps_per_call='
                     f'{FLAGS.steps_per_call}')
+  for domain in FLAGS.domains:
+    ogbench_grid.check_dataset(domain, FLAGS.dataset_dir)
   return ([(d, tasks[d]) for d in FLAGS.domains], alphas, seeds,
           sorted(s for s in eval_at if s < FLAGS.num_steps))
 

@@ -151,8 +151,7 @@ def check_grid_inputs(tasks, seeds):
   domain, task numbers (OGBench's registered single-task envs), seeds, num_steps, every
   agent's config, the workdir, and the dataset (its headers, or what generating it needs)."""
   import re  # pylint: disable=g-import-not-at-top
-  from lps_jax import cli, config_lib, rundir  # pylint: disable=g-import-not-at-top
-  from lps_jax.data import generate, ogbench_data  # pylint: disable=g-import-not-at-top
+  from lps_jax import cli, config_lib  # pylint: disable=g-import-not-at-top
   if FLAGS.domain not in config_lib.OGBENCH_DOMAINS:
     raise GridError(f'--domain={FLAGS.domain}: choose from {sorted(config_lib.OGBENCH_DOMAINS)}')
   errors = [cli.seed_error(s, '--seeds') for s in seeds if cli.seed_error(s, '--seeds')]
@@ -182,13 +181,21 @@ def check_grid_inputs(tasks, seeds):
         config_lib.validate(run_config(agent, task))
       except config_lib.ConfigError as e:
         raise GridError(f'{agent}: {e}') from None
-  dataset = f'{FLAGS.domain}-play-v0'
-  train_path, _ = generate.output_paths(dataset, FLAGS.dataset_dir)
+  check_dataset(FLAGS.domain, FLAGS.dataset_dir)
+
+
+def check_dataset(domain: str, dataset_dir: str):
+  """The domain's data in dataset_dir: a readable OGBench file, or a folder it can be generated
+  in. Raises GridError / DatasetError; writes nothing."""
+  from lps_jax import rundir  # pylint: disable=g-import-not-at-top
+  from lps_jax.data import generate, ogbench_data  # pylint: disable=g-import-not-at-top
+  dataset = f'{domain}-play-v0'
+  train_path, _ = generate.output_paths(dataset, dataset_dir)
   if os.path.exists(train_path):
     ogbench_data.validate_ogbench_file(train_path)
-  elif rundir.unwritable_reason(FLAGS.dataset_dir):
-    raise GridError(f'--dataset_dir={FLAGS.dataset_dir}: cannot generate {dataset} there: '
-                    f'{rundir.unwritable_reason(FLAGS.dataset_dir)}')
+  elif rundir.unwritable_reason(dataset_dir):
+    raise GridError(f'--dataset_dir={dataset_dir}: cannot generate {dataset} there: '
+                    f'{rundir.unwritable_reason(dataset_dir)}')
 
 
 def config_path(agent: str) -> str:

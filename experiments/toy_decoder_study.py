@@ -112,6 +112,11 @@ def main(argv):
   del argv
   from lps_jax import cli  # pylint: disable=g-import-not-at-top
   error = cli.workdir_error(FLAGS.workdir)   # before any work or output
+  for flag, values, known in (('priors', FLAGS.priors, meanflow.LATENT_PRIORS),
+                              ('time_settings', FLAGS.time_settings, TIME_SETTINGS)):
+    unknown = [v for v in values if v not in known]
+    if unknown:
+      error = f'--{flag}: unknown {unknown}; choose from {sorted(known)}'
   if error:
     cli.fail(error)
   os.makedirs(FLAGS.workdir, exist_ok=True)

@@ -6,8 +6,10 @@ traceback).
 The entry points are found by scanning the tree for a `__main__` guard, so a new script is
 covered as soon as it exists; each must parse through `cli.run` or a one-line flags_parser.
 """
+import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -76,31 +78,62 @@ CASES = {
 }
 
 
+# The experiment scripts' own flags: refused before any work, with --workdir=out in the
+# process's folder left uncreated. name: (script, args, text the one line must hold).
+SCRIPT_CASES = {
+    'alpha_study_num_steps': ('experiments/alpha_sensitivity.py', ['--num_steps=7'],
+                              'multiple of --steps_per_call'),
+    'alpha_study_hidden_dims': ('experiments/alpha_sensitivity.py', ['--hidden_dims=0'],
+                                'positive ints'),
+    'ogbench_alpha_seed': ('experiments/ogbench_alpha.py', ['--seeds=-1'], '--seeds must be'),
+    'ogbench_alpha_dataset_dir': ('experiments/ogbench_alpha.py', ['--dataset_dir=afile'],
+                                  'cannot generate'),
+    'latent_grad_num_steps': ('experiments/latent_grad_study.py', ['--num_steps=7'],
+                              'multiple of 500'),
+    'latent_grad_seed': ('experiments/latent_grad_study.py', ['--seed=-3'], '--seed must be'),
+    'decoder_prior': ('experiments/toy_decoder_study.py', ['--priors=nope'], 'choose from'),
+    'decoder_time': ('experiments/toy_decoder_study.py', ['--time_settings=x'], 'choose from'),
+    'actor_scales': ('experiments/actor_scale_study.py', ['--scales=abc'], 'not a list'),
+}
+
+
+def _jobs():
+  """(key, entry point, argv of the process's folder) of every run the fixture starts."""
+  for path in entry_points():
+    for case, (argv, applies, _) in CASES.items():
+      if applies(path):
+        yield (path, case), path, lambda cwd, p=path, a=argv: [*REQUIRED.get(p, []), *a(cwd)]
+  for name, (path, args, _) in SCRIPT_CASES.items():
+    yield (path, name), path, lambda cwd, a=args: [*a, f'--workdir={cwd / "out"}']
+
+
 @pytest.fixture(scope='module')
 def bad_argv_runs(tmp_path_factory):
   """{(path, case): (returncode, stderr, files left in its cwd)}; all processes at once."""
   root = tmp_path_factory.mktemp('entry_points')
   procs = {}
-  for path in entry_points():
-    for case, (argv, applies, _) in CASES.items():
-      if not applies(path):
-        continue
-      cwd = root / f'{path.replace("/", "_")}_{case}'
-      cwd.mkdir()
-      (cwd / 'afile').write_text('not a folder')
-      procs[path, case] = (subprocess.Popen(
-          [sys.executable, *_command(path), *REQUIRED.get(path, []), *argv(cwd)], cwd=cwd,
-          env=cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
-          stderr=subprocess.PIPE, text=True), cwd)
+  for key, path, argv in _jobs():
+    cwd = root / f'{path.replace("/", "_")}_{key[1]}'
+    cwd.mkdir()
+    (cwd / 'afile').write_text('not a folder')
+    procs[key] = (subprocess.Popen(
+        [sys.executable, *_command(path), *argv(cwd)], cwd=cwd,
+        env=cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True), cwd)
   results = {}
   try:
     for key, (proc, cwd) in procs.items():
-      _, err = proc.communicate(timeout=300)
+      try:      # a refusal takes seconds; a process still going has started the real work
+        _, err = proc.communicate(timeout=120)
+      except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        err = 'still running after 120 s: the bad input was not refused'
       results[key] = (proc.returncode, err, sorted(p.name for p in cwd.iterdir()))
   finally:
     for proc, _ in procs.values():
       if proc.poll() is None:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
   return results
 
 
@@ -121,3 +154,13 @@ def test_bad_argv_is_one_line_exit_2_and_writes_nothing(bad_argv_runs, case):
     assert code == 2 and len(lines) == 1, (path, code, err[-1500:])
     assert needle in lines[0] and 'Traceback' not in err, (path, err)
     assert files == ['afile'], (path, files)
+
+
+@pytest.mark.parametrize('name', sorted(SCRIPT_CASES))
+def test_experiment_script_refuses_bad_flags_before_any_work(bad_argv_runs, name):
+  path, _, needle = SCRIPT_CASES[name]
+  code, err, files = bad_argv_runs[path, name]
+  lines = err.strip().splitlines()
+  assert code == 2 and len(lines) == 1, (name, code, err[-1500:])
+  assert needle in lines[0] and 'Traceback' not in err, (name, err)
+  assert files == ['afile'], (name, files)      # no --workdir made
