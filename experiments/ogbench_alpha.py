@@ -118,9 +118,9 @@ def parse_plan():
     eval_at = multitask.parse_int_list(FLAGS.eval_at) if FLAGS.eval_at.strip() else []
   except ValueError as e:
     raise GridError(f'--seeds / --eval_at: {e}') from None
-  errors = [cli.seed_error(s, '--seeds') for s in seeds if cli.seed_error(s, '--seeds')]
-  if errors:
-    raise GridError(errors[0])
+  error = cli.seeds_error(seeds)
+  if error:
+    raise GridError(error)
   if FLAGS.num_steps < 1 or FLAGS.steps_per_call < 1 or FLAGS.eval_episodes < 1:
     raise GridError('--num_steps, --steps_per_call and --eval_episodes must be >= 1')
   if FLAGS.num_steps % FLAGS.steps_per_call:

@@ -154,9 +154,9 @@ def check_grid_inputs(tasks, seeds):
   from lps_jax import cli, config_lib  # pylint: disable=g-import-not-at-top
   if FLAGS.domain not in config_lib.OGBENCH_DOMAINS:
     raise GridError(f'--domain={FLAGS.domain}: choose from {sorted(config_lib.OGBENCH_DOMAINS)}')
-  errors = [cli.seed_error(s, '--seeds') for s in seeds if cli.seed_error(s, '--seeds')]
-  if errors:
-    raise GridError(errors[0])
+  error = cli.seeds_error(seeds)
+  if error:
+    raise GridError(error)
   if FLAGS.num_steps > config_lib.MAX_STEPS:
     raise GridError(f'--num_steps must be <= {config_lib.MAX_STEPS} (the step counters are '
                     f'int32), got {FLAGS.num_steps}')
@@ -193,9 +193,10 @@ def check_dataset(domain: str, dataset_dir: str):
   train_path, _ = generate.output_paths(dataset, dataset_dir)
   if os.path.exists(train_path):
     ogbench_data.validate_ogbench_file(train_path)
-  elif rundir.unwritable_reason(dataset_dir):
-    raise GridError(f'--dataset_dir={dataset_dir}: cannot generate {dataset} there: '
-                    f'{rundir.unwritable_reason(dataset_dir)}')
+    return
+  reason = rundir.unwritable_reason(dataset_dir)
+  if reason:
+    raise GridError(f'--dataset_dir={dataset_dir}: cannot generate {dataset} there: {reason}')
 
 
 def config_path(agent: str) -> str:

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lps_jax import meanflow
+from lps_jax import cli, meanflow
 from lps_jax.agents import common
 from lps_jax.data import toy
 
@@ -110,7 +110,6 @@ def plot_samples(path: str, data_actions: np.ndarray, scatters: Dict[str, np.nda
 
 def main(argv):
   del argv
-  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   error = cli.workdir_error(FLAGS.workdir)   # before any work or output
   for flag, values, known in (('priors', FLAGS.priors, meanflow.LATENT_PRIORS),
                               ('time_settings', FLAGS.time_settings, TIME_SETTINGS)):
@@ -146,7 +145,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from lps_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('workdir', None, 'Output folder.')
   flags.DEFINE_list('priors', list(meanflow.LATENT_PRIORS), 'Latent priors to compare.')
   flags.DEFINE_list('time_settings', list(TIME_SETTINGS), f'From {list(TIME_SETTINGS)}.')

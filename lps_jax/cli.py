@@ -10,6 +10,7 @@
                                   refused in one line (exit 2) before main starts
   unknown_config_key(...)         '--config.agent.lrr' -> 'unknown config key ...; did you mean ...'
   seed_error(seed, name)          why a seed is out of the PRNG's range (one line), or None
+  seeds_error(seeds, name)        the first seed_error of a list, or None
   workdir_error(path, flag)       why `path` cannot be an output folder (one line), or None
 """
 import ast
@@ -50,6 +51,11 @@ def seed_error(seed, name: str = '--seed') -> Optional[str]:
     return (f'{name} must be an integer in [0, {MAX_SEED}] (the PRNG takes 32-bit seeds), '
             f'got {seed!r}')
   return None
+
+
+def seeds_error(seeds, name: str = '--seeds') -> Optional[str]:
+  """The first seed of `seeds` that cannot seed a run, as seed_error's line; or None."""
+  return next(filter(None, (seed_error(s, name) for s in seeds)), None)
 
 
 def workdir_error(path, flag: str = '--workdir') -> Optional[str]:

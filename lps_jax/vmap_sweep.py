@@ -426,9 +426,9 @@ def members_from_strings(seeds: str, sweep_json: str) -> List[dict]:
   except ValueError:
     raise SweepError(f'--seeds must be comma-separated integers, got {seeds!r}') from None
   from lps_jax import cli  # pylint: disable=g-import-not-at-top
-  errors = [cli.seed_error(s, '--seeds') for s in seed_list if cli.seed_error(s, '--seeds')]
-  if errors:
-    raise SweepError(errors[0])
+  error = cli.seeds_error(seed_list)
+  if error:
+    raise SweepError(error)
   return make_members(grid, seed_list)
 
 

@@ -143,24 +143,24 @@ def test_every_workdir_taking_entry_point_gets_the_workdir_case():
       'experiments/ogbench_alpha.py', 'experiments/alpha_sensitivity.py'}
 
 
+def assert_refused(result, needle, label):
+  """Exit 2, one stderr line holding `needle`, no traceback, nothing beside `afile` written."""
+  code, err, files = result
+  lines = err.strip().splitlines()
+  assert code == 2 and len(lines) == 1, (label, code, err[-1500:])
+  assert needle in lines[0] and 'Traceback' not in err, (label, err)
+  assert files == ['afile'], (label, files)
+
+
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_bad_argv_is_one_line_exit_2_and_writes_nothing(bad_argv_runs, case):
-  needle = CASES[case][2]
   ran = [key for key in bad_argv_runs if key[1] == case]
   assert ran
-  for path, _ in ran:
-    code, err, files = bad_argv_runs[path, case]
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1, (path, code, err[-1500:])
-    assert needle in lines[0] and 'Traceback' not in err, (path, err)
-    assert files == ['afile'], (path, files)
+  for key in ran:
+    assert_refused(bad_argv_runs[key], CASES[case][2], key[0])
 
 
 @pytest.mark.parametrize('name', sorted(SCRIPT_CASES))
 def test_experiment_script_refuses_bad_flags_before_any_work(bad_argv_runs, name):
   path, _, needle = SCRIPT_CASES[name]
-  code, err, files = bad_argv_runs[path, name]
-  lines = err.strip().splitlines()
-  assert code == 2 and len(lines) == 1, (name, code, err[-1500:])
-  assert needle in lines[0] and 'Traceback' not in err, (name, err)
-  assert files == ['afile'], (name, files)      # no --workdir made
+  assert_refused(bad_argv_runs[path, name], needle, name)     # and no --workdir made
