@@ -590,8 +590,8 @@ def bench_entry(name, size, dtype, steps, members, sweep_steps, rounds, window_s
     data_cache[size] = (transitions, dataset_lib.to_device(transitions, HORIZON, 'synthetic'))
   transitions, data = data_cache[size]
   config = agent_config(name, size, dtype)
-  agent = agents_lib.get_agent_class(name).create(0, OBSERVATION_DIM, ACTION_DIM * HORIZON,
-                                                  config)
+  agent = agents_lib.create_agent(agents_lib.get_agent_class(name), 0, OBSERVATION_DIM,
+                                  ACTION_DIM * HORIZON, config)
   entry = {'agent': name, 'size': size, 'compute_dtype': dtype, 'batch_size': batch_size,
            'hidden': list(hidden), 'actor_hidden': list(config.actor_hidden_dims),
            'num_params': int(sum(x.size for x in jax.tree.leaves(agent.params()))),
@@ -837,8 +837,8 @@ def lever_program(name, size, lever, data) -> tuple:
   settings = LEVERS[lever][0]
   dtype = settings.get('dtype', 'float32')
   config = lever_agent_config(name, size, dtype, settings.get('config'))
-  agent = agents_lib.get_agent_class(config.agent_name).create(
-      0, OBSERVATION_DIM, ACTION_DIM * HORIZON, config)
+  agent = agents_lib.create_agent(agents_lib.get_agent_class(config.agent_name), 0,
+                                  OBSERVATION_DIM, ACTION_DIM * HORIZON, config)
   steps, members, unroll = settings.get('steps', 100), settings.get('members', 1), settings.get(
       'unroll', 1)
   if settings.get('mesh'):

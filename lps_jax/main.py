@@ -93,7 +93,7 @@ def build(config, seed: int):
   task = tasks.make_task(config)
   agent_cls = agents.get_agent_class(config.agent.agent_name)
   chunk_dim = config.agent.horizon * task.action_dim
-  agent = agent_cls.create(seed, task.observation_dim, chunk_dim, config.agent)
+  agent = agents.create_agent(agent_cls, seed, task.observation_dim, chunk_dim, config.agent)
   data = dataset_lib.to_device(task.transitions, config.agent.horizon, source=task.name)
   return task, agent, data
 

@@ -72,7 +72,7 @@ def create_agents(agent_config, seeds: Sequence[int], num_tasks: int, observatio
                   chunk_dim: int):
   """Stacked [T, S, ...] agents: member (t, s) = create(seeds[s]) (the same for every task)."""
   agent_cls = agents_lib.get_agent_class(agent_config.agent_name)
-  created = [agent_cls.create(int(seed), observation_dim, chunk_dim, agent_config)
+  created = [agents_lib.create_agent(agent_cls, int(seed), observation_dim, chunk_dim, agent_config)
              for seed in seeds]
   # Static fields (optimisers, config) are taken from the first member; leaves are stacked.
   columns = zip(*(jax.tree.leaves(agent) for agent in created))

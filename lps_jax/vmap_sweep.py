@@ -177,9 +177,11 @@ def create_stacked_agents(config, members: Sequence[dict], observation_dim: int,
   if not members:
     raise SweepError('a sweep needs at least one member')
   agent_cls = agents_lib.get_agent_class(config.agent.agent_name)
-  create = lambda seed, cfg: agent_cls.create(seed, observation_dim, action_dim, cfg.agent)
+  create = lambda seed, cfg: agents_lib.create_agent(agent_cls, seed, observation_dim, action_dim,
+                                                     cfg.agent)
   # Shapes only (no compute): which hparams does this agent expose?
-  allowed = vmappable_keys(jax.eval_shape(lambda: create(0, config)))
+  allowed = vmappable_keys(jax.eval_shape(
+      lambda: agent_cls.create(0, observation_dim, action_dim, config.agent)))
   names = []
   for member in members:
     for key in member:

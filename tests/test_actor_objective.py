@@ -258,3 +258,31 @@ def test_agents_built_apart_share_one_compiled_program(name):
   make = lambda seed: jax.eval_shape(lambda: agents.get_agent_class(
       tiny_config(name).agent_name).create(seed, OBS_DIM, CHUNK_DIM, tiny_config(name)))
   assert jax.tree.structure(make(0)) == jax.tree.structure(make(1))
+
+
+@pytest.mark.parametrize('name', sorted(CRITICS))
+def test_compiled_create_is_the_eager_create_bit_for_bit(name):
+  """agents.create_agent (one compiled program) gives the eager create's agent, any seed."""
+  config = tiny_config(name)
+  cls = agents.get_agent_class(config.agent_name)
+  for seed in (3, agents.MAX_SEED):
+    eager = cls.create(seed, OBS_DIM, CHUNK_DIM, config)
+    compiled = agents.create_agent(cls, seed, OBS_DIM, CHUNK_DIM, config)
+    assert jax.tree.structure(compiled) == jax.tree.structure(eager) and compiled.config is config
+    for got, want in zip(jax.tree.leaves(compiled), jax.tree.leaves(eager)):
+      assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_compiled_create_compiles_once_per_config():
+  """Another seed reuses the program; a config edited afterwards gets a program of its own."""
+  config = tiny_config('lps')
+  cls = agents.get_agent_class('lps')
+  programs = lambda: len(agents._CREATE_FNS)  # pylint: disable=protected-access
+  agents.create_agent(cls, 0, OBS_DIM, CHUNK_DIM, config)
+  before = programs()
+  agents.create_agent(cls, 1, OBS_DIM, CHUNK_DIM, config)
+  assert programs() == before
+  config.critic_hidden_dims = (8,)
+  edited = agents.create_agent(cls, 1, OBS_DIM, CHUNK_DIM, config)
+  assert programs() == before + 1
+  assert jax.tree.leaves(edited.critic.params)[0].shape == (2, 8)     # Dense_0's bias

@@ -48,8 +48,8 @@ def _template_agent(job: EvalJob):
   key = (config.to_json(), job.observation_dim, job.action_dim)
   if key not in _AGENTS:
     agent_cls = agents_lib.get_agent_class(config.agent_name)
-    _AGENTS[key] = agent_cls.create(0, job.observation_dim, config.horizon * job.action_dim,
-                                    config)
+    _AGENTS[key] = agents_lib.create_agent(agent_cls, 0, job.observation_dim,
+                                           config.horizon * job.action_dim, config)
   if not _SAMPLE:
     _SAMPLE.append(jax.jit(lambda agent, obs, key: agent.sample_actions(obs, key)))
   return _AGENTS[key]
