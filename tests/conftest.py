@@ -1,15 +1,36 @@
 """Shared fixtures (tiny LPS configs and datasets) and the order the suite's modules start in."""
 import os
+import subprocess
+import sys
 import tempfile
 
-# Tests compile at XLA's lowest backend optimisation level. Their programs are tiny and run for
-# milliseconds, so compiling them dominates the suite (a tiny FQL update: 5.2 s -> 2.4 s of
-# compile, measured); programs that train for minutes (the learning gates) ask for the default
-# level with FULL_OPTIMIZATION. Set before jax starts a backend; subprocesses inherit it.
+# Tests compile at XLA's lowest backend optimisation level, with XLA's older CPU emitters
+# (`--xla_cpu_use_fusion_emitters=false`). Their programs are tiny and run for milliseconds, so
+# compiling them dominates the suite: the six agents' 2-step updates compile in 15-17 s by
+# default at level 0 and in 7.7-8.3 s with the older emitters (measured; a tiny FQL update:
+# 5.2 s -> 2.4 s at level 0 alone). Programs that train for minutes (the learning gates)
+# compile with FULL_OPTIMIZATION, XLA's defaults: the older emitters at level 3 run the toy
+# gates' update at about half the speed. Set before jax starts a backend; subprocesses inherit
+# it. A jax whose XLA does not know the emitter flag (XLA aborts on unknown flags) keeps level 0
+# alone.
+EMITTER_FLAG = '--xla_cpu_use_fusion_emitters=false'
+
+
+def _xla_knows(flag: str) -> bool:
+  """Whether this jax's XLA accepts `flag` in XLA_FLAGS (a probe process; ~0.7 s)."""
+  env = {**os.environ, 'XLA_FLAGS': flag, 'JAX_PLATFORMS': 'cpu'}
+  probe = subprocess.run([sys.executable, '-c', 'import jax; jax.jit(lambda x: x + 1)(1.0)'],
+                         env=env, capture_output=True, timeout=120, check=False)
+  return probe.returncode == 0
+
+
 if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             ' --xla_backend_optimization_level=0').strip()
-FULL_OPTIMIZATION = {'xla_backend_optimization_level': 3}    # XLA's default
+  _flags = ['--xla_backend_optimization_level=0'] + ([EMITTER_FLAG] if _xla_knows(EMITTER_FLAG)
+                                                     else [])
+  os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', '')] + _flags).strip()
+FULL_OPTIMIZATION = {'xla_backend_optimization_level': 3}    # XLA's defaults
+if EMITTER_FLAG in os.environ['XLA_FLAGS']:
+  FULL_OPTIMIZATION['xla_cpu_use_fusion_emitters'] = True
 
 import numpy as np  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import pytest  # pylint: disable=g-import-not-at-top
