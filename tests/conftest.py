@@ -1,5 +1,6 @@
 """Shared fixtures (tiny LPS configs and datasets) and the order the suite's modules start in."""
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,33 @@ def cli_env(**extra):
     extra = {**extra, 'XLA_FLAGS': f"{env.get('XLA_FLAGS', '')} {extra['XLA_FLAGS']}".strip()}
   env.update(extra)
   return env
+
+
+def run_at_once(commands, timeout: float):
+  """Start every command at once, each `python ARGV` in a session of its own, then collect.
+
+  commands {key: (argv, cwd, env)} -> {key: (returncode, stderr)}. A process still running after
+  `timeout` s is killed with its children and reads (None, 'still running after ... s').
+  """
+  procs = {key: subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+           for key, (argv, cwd, env) in commands.items()}
+  results = {}
+  try:
+    for key, proc in procs.items():
+      try:
+        _, err = proc.communicate(timeout=timeout)
+        results[key] = (proc.returncode, err)
+      except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        results[key] = (None, f'still running after {timeout} s')
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+  return results
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ as subprocesses, all started at once."""
 import json
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 import warnings
 
@@ -18,7 +16,7 @@ from launch import spec as spec_lib
 from lps_jax import cli, config_lib, main, rundir, tasks, vmap_sweep
 from lps_jax.data import dataset as dataset_lib
 from lps_jax.data import generate, npz_task
-from conftest import cli_env, random_transitions
+from conftest import cli_env, random_transitions, run_at_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_CONFIG = '--config=experiments/configs/lps.py:test'
@@ -247,7 +245,6 @@ def cli_runs(tmp_path_factory):
   (root / 'run').mkdir()
   (root / 'run' / 'config.json').write_text(json.dumps({'config': {}, 'seed': 0}))
   np.savez(root / 'masks.npz', **{**random_transitions(), 'masks': np.full(60, 2.0)})
-  python = [sys.executable]
   no_platform = cli_env()
   no_platform.pop('JAX_PLATFORMS')     # jax probes TPU / GPU backends (absl INFO lines)
   grid = [str(REPO / 'experiments' / 'ogbench_grid.py'), '--agents=lps', '--size=tiny',
@@ -280,23 +277,9 @@ def cli_runs(tmp_path_factory):
                               cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)),
                               ['grid_set', 'ogdata']),
   }
-  procs = {name: subprocess.Popen(python + argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
-           for name, (argv, cwd, env, _) in commands.items()}
-  results = {}
-  try:
-    for name, proc in procs.items():
-      try:
-        _, err = proc.communicate(timeout=300)
-        results[name] = (proc.returncode, err)
-      except subprocess.TimeoutExpired:       # e.g. a grid generating its dataset first
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        results[name] = (None, 'timed out after 300 s')
-  finally:
-    for proc in procs.values():
-      if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+  # 300 s: a grid may generate its dataset first.
+  results = run_at_once({name: (argv, cwd, env)
+                         for name, (argv, cwd, env, _) in commands.items()}, timeout=300)
   created = {name: [p for p in paths if os.path.exists(root / p)]
              for name, (_, _, _, paths) in commands.items()}
   return results, created

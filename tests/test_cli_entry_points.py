@@ -6,16 +6,12 @@ traceback).
 The entry points are found by scanning the tree for a `__main__` guard, so a new script is
 covered as soon as it exists; each must parse through `cli.run` or a one-line flags_parser.
 """
-import os
 import pathlib
 import re
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, run_at_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Scripts that parse their own argv (tested for one-line errors in test_cli_flags.py).
@@ -111,30 +107,16 @@ def _jobs():
 def bad_argv_runs(tmp_path_factory):
   """{(path, case): (returncode, stderr, files left in its cwd)}; all processes at once."""
   root = tmp_path_factory.mktemp('entry_points')
-  procs = {}
+  env = cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO))
+  commands, cwds = {}, {}
   for key, path, argv in _jobs():
-    cwd = root / f'{path.replace("/", "_")}_{key[1]}'
+    cwd = cwds[key] = root / f'{path.replace("/", "_")}_{key[1]}'
     cwd.mkdir()
     (cwd / 'afile').write_text('not a folder')
-    procs[key] = (subprocess.Popen(
-        [sys.executable, *_command(path), *argv(cwd)], cwd=cwd,
-        env=cli_env(MUJOCO_GL='disable', PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True), cwd)
-  results = {}
-  try:
-    for key, (proc, cwd) in procs.items():
-      try:      # a refusal takes seconds; a process still going has started the real work
-        _, err = proc.communicate(timeout=120)
-      except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        err = 'still running after 120 s: the bad input was not refused'
-      results[key] = (proc.returncode, err, sorted(p.name for p in cwd.iterdir()))
-  finally:
-    for proc, _ in procs.values():
-      if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-  return results
+    commands[key] = ([*_command(path), *argv(cwd)], cwd, env)
+  # A refusal takes seconds; a process still going after 120 s has started the real work.
+  return {key: (code, err, sorted(p.name for p in cwds[key].iterdir()))
+          for key, (code, err) in run_at_once(commands, timeout=120).items()}
 
 
 def test_every_workdir_taking_entry_point_gets_the_workdir_case():

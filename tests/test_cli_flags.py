@@ -2,12 +2,10 @@
 nothing written (table-driven; all processes start at once and stop at flag parsing)."""
 import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
-from conftest import cli_env
+from conftest import cli_env, run_at_once
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TEST_CONFIG = '--config=experiments/configs/lps.py:test'
@@ -57,23 +55,12 @@ OUTPUT = {'lps_jax.data.generate': ['--env=cube-single-play-v0', '--episodes=1',
 @pytest.fixture(scope='module')
 def bad_flag_runs(tmp_path_factory):
   root = tmp_path_factory.mktemp('flags')
-  procs = {}
+  commands = {}
   for name, (module, args, _) in BAD_FLAGS.items():
     out = str(root / name)
     argv = [a.format(out=out) for a in OUTPUT[module]] + args   # the bad value comes last
-    procs[name] = subprocess.Popen([sys.executable, '-m', module, *argv], cwd=REPO,
-                                   env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
-  results = {}
-  try:
-    for name, proc in procs.items():
-      _, err = proc.communicate(timeout=300)
-      results[name] = (proc.returncode, err)
-  finally:
-    for proc in procs.values():
-      if proc.poll() is None:
-        proc.kill()
-  return root, results
+    commands[name] = (['-m', module, *argv], REPO, cli_env())
+  return root, run_at_once(commands, timeout=300)
 
 
 @pytest.mark.parametrize('name', sorted(BAD_FLAGS))
