@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import importlib.metadata
 import json
 import os
 import socket
@@ -366,11 +367,15 @@ def _remove_dirs(created: List[str]) -> None:
 
 
 def _versions() -> Dict[str, str]:
+  """The installed versions of python and the numeric stack (read from package metadata:
+  orbax is only imported once a checkpoint is written)."""
   versions = {'python': sys.version.split()[0]}
-  for name in ('jax', 'flax', 'optax', 'orbax.checkpoint'):
-    module = sys.modules.get(name)
-    if module is not None:
-      versions[name] = getattr(module, '__version__', '?')
+  for module, distribution in (('jax', 'jax'), ('flax', 'flax'), ('optax', 'optax'),
+                               ('orbax.checkpoint', 'orbax-checkpoint')):
+    try:
+      versions[module] = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+      pass
   return versions
 
 

@@ -1,7 +1,10 @@
 """Import structure: no cycles among lps_jax modules (function-level imports included), and
 config_lib stays below the data layer and parallel.py."""
 import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'lps_jax'
 
@@ -72,3 +75,19 @@ def test_config_lib_does_not_reach_up():
 def test_find_cycle_finds_one():
   assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}}) == ['a', 'b', 'c', 'a']
   assert find_cycle({'a': {'b'}, 'b': set()}) is None
+
+
+def test_entry_points_leave_orbax_until_a_checkpoint_is_written():
+  """orbax.checkpoint costs every process ~0.4 s of imports; a run refused on bad input never
+  writes a checkpoint, so the entry points import it on first use (checkpoint._orbax). The
+  run record still names its version."""
+  code = ('import sys, lps_jax.main, lps_jax.vmap_sweep, lps_jax.bench, lps_jax.rundir; '
+          'print(sorted(m for m in sys.modules if m.startswith("orbax"))); '
+          'print(sorted(lps_jax.rundir._versions()))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       check=True, timeout=300, env={**os.environ, 'JAX_PLATFORMS': 'cpu'}).stdout
+  modules, versions = out.strip().splitlines()
+  assert modules == '[]', modules
+  assert versions == str(sorted(['python', 'jax', 'flax', 'optax', 'orbax.checkpoint'])), versions
+  from lps_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  assert checkpoint.ocp.StandardCheckpointer      # the module attribute still resolves
