@@ -407,7 +407,7 @@ def run(domains, alphas, seeds, eval_at):
         continue
       summary['datasets'][domain] = ogbench_grid.ensure_dataset(domain)
       sparse = ogbench_grid.run_config(mine[0][2], task, domain=domain).sparse_reward
-      per_task, info = ogbench_grid.load_tasks([task], sparse, domain)
+      per_task, info = ogbench_grid.load_tasks([task], sparse, domain, pool=pool)
       summary['datasets'][domain].update(transitions=info['num_transitions'], sparse=sparse)
       log(f"{domain} task {task}: {info['num_transitions']} transitions (sparse={sparse})")
       for _, _, agent, members in mine:

@@ -264,8 +264,9 @@ def ensure_dataset(domain=None):
   return {'generated': True, 'path': train_path, **stats}
 
 
-def load_tasks(tasks, sparse: bool, domain=None):
-  """Per-task transitions (relabelled) and the dataset info of the first task."""
+def load_tasks(tasks, sparse: bool, domain=None, pool=None):
+  """Per-task transitions (relabelled) and the dataset info of the first task. The env each
+  dataset is loaded with is handed to `pool` (an inline EvalPool reuses it)."""
   from lps_jax.data import ogbench_data  # pylint: disable=g-import-not-at-top
   from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
   from lps_jax import config_lib  # pylint: disable=g-import-not-at-top
@@ -275,6 +276,8 @@ def load_tasks(tasks, sparse: bool, domain=None):
     env = ogbench_env.make_env(name)
     transitions, task_info = ogbench_data.load_ogbench_dataset(
         name, FLAGS.dataset_dir, sparse=sparse, env=env)
+    if pool is not None:
+      pool.keep_env(name, env)
     per_task.append(transitions)
     info = info or task_info
   return per_task, info
@@ -785,12 +788,12 @@ def run(tasks, seeds, eval_at, state=None):
   try:
     summary['dataset'] = ensure_dataset()
     sparse = run_config(FLAGS.agents[0], tasks[0]).sparse_reward
+    pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
     load_start = time.perf_counter()
-    per_task, info = load_tasks(tasks, sparse)
+    per_task, info = load_tasks(tasks, sparse, pool=pool)
     summary['dataset'].update(transitions=info['num_transitions'],
                               load_seconds=time.perf_counter() - load_start)
     log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")
-    pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
     if state is not None:
       state.write()
     for agent in FLAGS.agents:

@@ -47,3 +47,16 @@ def test_worker_keeps_few_envs(monkeypatch):
   assert all(env.closed for env in second) and not any(env.closed for env in first)
   assert list(eval_pool._ENVS) == ['task1', 'task3']
   assert sum(len(v) for v in eval_pool._ENVS.values()) <= eval_pool.MAX_CACHED_ENVS
+
+
+def test_inline_pool_reuses_the_callers_env(monkeypatch):
+  """An inline pool (workers=0) takes the env a dataset was loaded with: the first job's wave
+  starts with it, and only the rest of the wave is built."""
+  from lps_jax.envs import ogbench_env  # pylint: disable=g-import-not-at-top
+  built = []
+  monkeypatch.setattr(ogbench_env, 'make_env', lambda name: built.append(name) or object())
+  monkeypatch.setattr(eval_pool, '_ENVS', {})
+  dataset_env = object()
+  eval_pool.EvalPool(0).keep_env('task1', dataset_env)
+  wave = eval_pool._envs('task1', 2)
+  assert wave[0] is dataset_env and len(wave) == 2 and built == ['task1']

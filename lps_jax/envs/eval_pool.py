@@ -145,6 +145,12 @@ class EvalPool:
       with worker_env.scoped_environ(WORKER_ENV):   # inherited by the spawned workers only
         self._pool = mp.get_context('spawn').Pool(workers)
 
+  def keep_env(self, env_name: str, env) -> None:
+    """An env of env_name made by the caller (e.g. to load its dataset): inline (workers=0),
+    this process's jobs reuse it instead of building one more (~1.6 s for an OGBench env)."""
+    if self._pool is None:
+      _ENVS.setdefault(env_name, []).append(env)
+
   def submit(self, job: EvalJob):
     """An AsyncResult-like object: .ready(), .wait(), .get() -> (tag, num_episodes, metrics)."""
     if self._pool is None:
