@@ -140,13 +140,13 @@ def plot(path, degrees, outs, per_context):
 
 def main(argv):
   del argv   # cli.run refuses positional arguments
-  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
   steps_per_call = toy_study.run_config('dsrl').steps_per_call
-  if FLAGS.num_steps < 1 or FLAGS.num_steps % steps_per_call:
-    error = f'--num_steps={FLAGS.num_steps} must be a positive multiple of {steps_per_call}'
-  if FLAGS.num_angles < 1:
-    error = f'--num_angles must be >= 1, got {FLAGS.num_angles}'
-  error = error or cli.seed_error(FLAGS.seed)
+  error = cli.first_error(   # before any work or output; the first failing check is reported
+      cli.workdir_error(FLAGS.workdir),
+      (f'--num_steps={FLAGS.num_steps} must be a positive multiple of {steps_per_call}'
+       if FLAGS.num_steps < 1 or FLAGS.num_steps % steps_per_call else None),
+      f'--num_angles must be >= 1, got {FLAGS.num_angles}' if FLAGS.num_angles < 1 else None,
+      cli.seed_error(FLAGS.seed))
   if error:
     cli.fail(error)
   run(FLAGS.workdir, FLAGS.num_steps, FLAGS.num_angles, FLAGS.seed)

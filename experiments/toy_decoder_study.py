@@ -24,7 +24,7 @@ Writes results.csv, summary.json and samples.png (one-step decoded actions per s
 import csv
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from absl import flags
 import jax
@@ -108,14 +108,17 @@ def plot_samples(path: str, data_actions: np.ndarray, scatters: Dict[str, np.nda
   plt.close(fig)
 
 
+def _unknown_error(flag: str, values, known) -> Optional[str]:
+  unknown = [v for v in values if v not in known]
+  return f'--{flag}: unknown {unknown}; choose from {sorted(known)}' if unknown else None
+
+
 def main(argv):
   del argv
-  error = cli.workdir_error(FLAGS.workdir)   # before any work or output
-  for flag, values, known in (('priors', FLAGS.priors, meanflow.LATENT_PRIORS),
-                              ('time_settings', FLAGS.time_settings, TIME_SETTINGS)):
-    unknown = [v for v in values if v not in known]
-    if unknown:
-      error = f'--{flag}: unknown {unknown}; choose from {sorted(known)}'
+  error = cli.first_error(   # before any work or output; the first failing check is reported
+      cli.workdir_error(FLAGS.workdir),
+      _unknown_error('priors', FLAGS.priors, meanflow.LATENT_PRIORS),
+      _unknown_error('time_settings', FLAGS.time_settings, TIME_SETTINGS))
   if error:
     cli.fail(error)
   os.makedirs(FLAGS.workdir, exist_ok=True)

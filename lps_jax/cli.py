@@ -45,6 +45,11 @@ def fail(error, code: int = EXIT_USAGE, prefix: str = 'error'):
   sys.exit(code)
 
 
+def first_error(*errors: Optional[str]) -> Optional[str]:
+  """The first message of checks listed in the order they should be reported, or None."""
+  return next(filter(None, errors), None)
+
+
 def seed_error(seed, name: str = '--seed') -> Optional[str]:
   """Why `seed` cannot seed a run (one line), or None for an integer in [0, MAX_SEED]."""
   if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -55,7 +60,7 @@ def seed_error(seed, name: str = '--seed') -> Optional[str]:
 
 def seeds_error(seeds, name: str = '--seeds') -> Optional[str]:
   """The first seed of `seeds` that cannot seed a run, as seed_error's line; or None."""
-  return next(filter(None, (seed_error(s, name) for s in seeds)), None)
+  return first_error(*(seed_error(s, name) for s in seeds))
 
 
 def workdir_error(path, flag: str = '--workdir') -> Optional[str]:

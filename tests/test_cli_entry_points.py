@@ -90,6 +90,11 @@ SCRIPT_CASES = {
     'decoder_prior': ('experiments/toy_decoder_study.py', ['--priors=nope'], 'choose from'),
     'decoder_time': ('experiments/toy_decoder_study.py', ['--time_settings=x'], 'choose from'),
     'actor_scales': ('experiments/actor_scale_study.py', ['--scales=abc'], 'not a list'),
+    # Two bad flags: the first check in the script's order is the one reported.
+    'latent_grad_first_check': ('experiments/latent_grad_study.py',
+                                ['--num_angles=0', '--num_steps=7'], 'multiple of 500'),
+    'decoder_first_check': ('experiments/toy_decoder_study.py',
+                            ['--time_settings=x', '--priors=nope'], '--priors: unknown'),
 }
 
 
