@@ -790,7 +790,7 @@ def run(tasks, seeds, eval_at, state=None):
     sparse = run_config(FLAGS.agents[0], tasks[0]).sparse_reward
     pool = eval_pool.EvalPool(FLAGS.eval_workers if FLAGS.evaluate else 0)
     load_start = time.perf_counter()
-    per_task, info = load_tasks(tasks, sparse, pool=pool)
+    per_task, info = load_tasks(tasks, sparse, pool=pool if FLAGS.evaluate else None)
     summary['dataset'].update(transitions=info['num_transitions'],
                               load_seconds=time.perf_counter() - load_start)
     log(f"loaded {len(tasks)} tasks x {info['num_transitions']} transitions")

@@ -37,7 +37,6 @@ BAD_DIR = 'checkpoints.bad'
 TMP_MARKER = '.orbax-checkpoint-tmp'
 
 
-
 def _orbax():
   """orbax.checkpoint, imported on first use: it adds ~0.4 s to every process that imports
   this module, and runs refused on bad input (exit 2) never write a checkpoint."""
